@@ -1,0 +1,34 @@
+# Makefile for the storage extension (PGXS)
+
+EXTENSION = storage
+MODULE_big = storage
+OBJS = \
+	src/storage.o \
+	src/clock.o \
+	src/ids.o \
+	src/relation.o \
+	src/records.o \
+	src/purge.o \
+	src/guard.o
+
+DATA = $(wildcard sql/storage--*.sql)
+
+# pg_regress: inputs in sql/, expected outputs in expected/
+REGRESS = core_save core_fetch_delete core_purge core_admin
+REGRESS_OPTS = --inputdir=. --load-extension=storage
+
+# isolation: specs in test/specs/, expected outputs in test/expected/
+ISOLATION = save_races save_delete save_purge
+ISOLATION_OPTS = --inputdir=test --load-extension=storage
+
+PG_CONFIG ?= pg_config
+
+# PostgreSQL's headers are treated as system headers so that -Wextra only
+# judges our own code.  fmgr passes fcinfo to every function, used or not,
+# hence -Wno-unused-parameter.  The test build adds WERROR=-Werror.
+WERROR ?=
+PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server) -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter $(WERROR)
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

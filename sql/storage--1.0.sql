@@ -1,0 +1,153 @@
+/* storage--1.0.sql: install script of the storage extension */
+
+\echo Use "CREATE EXTENSION storage" to load this file. \quit
+
+--
+-- The records.  An ordinary WAL-logged table, readable by a DBA, included
+-- in pg_dump (see pg_extension_config_dump below).
+--
+CREATE TABLE @extschema@.storage_records (
+    id          text COLLATE "C" NOT NULL,
+    version     bigint NOT NULL,
+    expires_at  timestamptz,
+    format      text,
+    data        bytea,
+    CONSTRAINT storage_records_pkey PRIMARY KEY (id),
+    CONSTRAINT storage_records_id_check
+        CHECK (octet_length(id) BETWEEN 1 AND 255),
+    CONSTRAINT storage_records_version_check CHECK (version > 0)
+);
+
+COMMENT ON TABLE @extschema@.storage_records IS
+    'records of the storage extension; write through storage_save() and friends, read freely';
+COMMENT ON COLUMN @extschema@.storage_records.id IS
+    'record id, 1 to 255 bytes, bytewise ("C") order';
+COMMENT ON COLUMN @extschema@.storage_records.version IS
+    'optimistic locking version, 1 for a new record, +1 on every save';
+COMMENT ON COLUMN @extschema@.storage_records.expires_at IS
+    'the record is invisible from this time on (NULL or infinity: never) and is purged later';
+COMMENT ON COLUMN @extschema@.storage_records.format IS
+    'free-form string telling the application how to read data';
+COMMENT ON COLUMN @extschema@.storage_records.data IS
+    'opaque payload';
+
+-- Finds expired records without visiting live ones (purge).
+CREATE INDEX storage_records_expires_at_idx
+    ON @extschema@.storage_records (expires_at)
+    WHERE expires_at IS NOT NULL;
+COMMENT ON INDEX @extschema@.storage_records_expires_at_idx IS
+    'finds expired records for the purge without visiting records that never expire';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.storage_records', '');
+
+--
+-- Helpers.  They reveal nothing and are needed by the inlined SQL functions,
+-- so PUBLIC keeps EXECUTE on them.
+--
+CREATE FUNCTION @extschema@.storage_now()
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'storage_now_sql'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.storage_now() IS
+    'the clock that decides liveness: clock_timestamp(), or storage.test_now when a superuser set it for tests';
+
+CREATE FUNCTION @extschema@.storage_check_id(id text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'storage_check_id_sql'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.storage_check_id(text) IS
+    'returns id, or raises 22004 for NULL and 22023 for an empty id or one over 255 bytes';
+
+CREATE FUNCTION @extschema@.storage_prefix_end(prefix text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'storage_prefix_end'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.storage_prefix_end(text) IS
+    'upper bound of the index range of ids starting with prefix (internal)';
+
+--
+-- The provider functions.
+--
+CREATE FUNCTION @extschema@.storage_save(
+    id text,
+    data bytea,
+    expect_version bigint DEFAULT -1,
+    expires_at timestamptz DEFAULT NULL,
+    format text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'storage_save'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_save(text, bytea, bigint, timestamptz, text) IS
+    'saves a record and returns its new version; expect_version > 0: only over that live version, 0: only if no live record, < 0: unconditionally; SV001 on conflict';
+
+-- An inlinable SQL function: the planner folds it into the caller's query,
+-- so a fetch costs what the equivalent hand-written SELECT costs.
+CREATE FUNCTION @extschema@.storage_fetch(id text)
+RETURNS TABLE(id text, version bigint, expires_at timestamptz, format text, data bytea)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT r.id, r.version, r.expires_at, r.format, r.data
+      FROM @extschema@.storage_records AS r
+     WHERE r.id = @extschema@.storage_check_id($1)
+       AND (r.expires_at IS NULL OR r.expires_at > @extschema@.storage_now())
+$$;
+COMMENT ON FUNCTION @extschema@.storage_fetch(text) IS
+    'the live record with this id: one row, or none if it is missing or expired; never writes';
+
+CREATE FUNCTION @extschema@.storage_delete(id text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'storage_delete'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_delete(text) IS
+    'deletes the record; true if a live record was removed, false if there was none';
+
+CREATE FUNCTION @extschema@.storage_purge_expired(max_rows bigint DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'storage_purge_expired'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_purge_expired(bigint) IS
+    'deletes expired records (all, or at most max_rows) in batches of storage.purge_batch_size, skipping rows locked by others; returns the count';
+
+CREATE FUNCTION @extschema@.storage_list(prefix text)
+RETURNS TABLE(id text, version bigint, expires_at timestamptz, format text, data bytea)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT r.id, r.version, r.expires_at, r.format, r.data
+      FROM @extschema@.storage_records AS r
+     WHERE r.id >= $1
+       AND r.id < @extschema@.storage_prefix_end($1)
+       AND (r.expires_at IS NULL OR r.expires_at > @extschema@.storage_now())
+     ORDER BY r.id
+$$;
+COMMENT ON FUNCTION @extschema@.storage_list(text) IS
+    'the live records whose id starts with prefix, in bytewise id order';
+
+--
+-- DROP EXTENSION guard.
+--
+CREATE FUNCTION @extschema@.storage_drop_guard()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'storage_drop_guard'
+LANGUAGE C;
+COMMENT ON FUNCTION @extschema@.storage_drop_guard() IS
+    'event trigger function: refuses DROP EXTENSION storage without CASCADE while live records exist';
+
+CREATE EVENT TRIGGER storage_drop_guard
+    ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION')
+    EXECUTE FUNCTION @extschema@.storage_drop_guard();
+COMMENT ON EVENT TRIGGER storage_drop_guard IS
+    'refuses DROP EXTENSION storage without CASCADE while live records exist';
+
+--
+-- Privileges: nothing for PUBLIC but the harmless helpers above.  See the
+-- README for the GRANT recipe for an application role.
+--
+REVOKE ALL ON FUNCTION
+    @extschema@.storage_save(text, bytea, bigint, timestamptz, text),
+    @extschema@.storage_fetch(text),
+    @extschema@.storage_delete(text),
+    @extschema@.storage_purge_expired(bigint),
+    @extschema@.storage_list(text),
+    @extschema@.storage_drop_guard()
+FROM PUBLIC;

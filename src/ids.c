@@ -1,0 +1,96 @@
+/*-------------------------------------------------------------------------
+ *
+ * ids.c
+ *	  Validation of record ids and required arguments, shared by every
+ *	  function that takes an id so that the rules and messages are the same
+ *	  everywhere.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+
+#include "storage.h"
+
+PG_FUNCTION_INFO_V1(storage_check_id_sql);
+
+void
+storage_require_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", argname)));
+}
+
+/*
+ * "what" names the thing in messages ("id", "joined id").  The limit is in
+ * bytes because that is what the Go provider and the client library count.
+ */
+void
+storage_check_id(const char *what, const char *id, int len)
+{
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", what)));
+	if (len > STORAGE_MAX_ID_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is too long", what),
+				 errdetail("The %s is %d bytes long; the limit is %d bytes.",
+						   what, len, STORAGE_MAX_ID_BYTES)));
+}
+
+text *
+storage_id_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *id;
+
+	storage_require_arg(fcinfo, argno, "id");
+	id = PG_GETARG_TEXT_PP(argno);
+	storage_check_id("id", VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id));
+	return id;
+}
+
+/*
+ * storage_check_id(id) returns id or raises the id errors.  The SQL-language
+ * functions (storage_fetch) call it so that they can stay inlinable while
+ * applying the same rules as the C ones.
+ */
+Datum
+storage_check_id_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(storage_id_arg(fcinfo, 0));
+}
+
+PG_FUNCTION_INFO_V1(storage_prefix_end);
+
+/*
+ * storage_prefix_end(prefix) returns a string that sorts (bytewise, as the
+ * id column's "C" collation does) after every id of at most 255 bytes that
+ * starts with prefix, and before every larger id that does not: the prefix
+ * padded with 0xFF bytes to 256 bytes.  "id >= prefix AND id <
+ * storage_prefix_end(prefix)" is thus an index range scan over exactly the
+ * ids with that prefix.  The result is only ever compared, never stored or
+ * shown, so it does not matter that 0xFF is not valid in any encoding.
+ */
+Datum
+storage_prefix_end(PG_FUNCTION_ARGS)
+{
+	text	   *prefix;
+	int			len;
+	int			outlen;
+	text	   *result;
+
+	storage_require_arg(fcinfo, 0, "prefix");
+	prefix = PG_GETARG_TEXT_PP(0);
+	len = VARSIZE_ANY_EXHDR(prefix);
+	outlen = Max(len + 1, STORAGE_MAX_ID_BYTES + 1);
+	result = (text *) palloc(VARHDRSZ + outlen);
+	SET_VARSIZE(result, VARHDRSZ + outlen);
+	memcpy(VARDATA(result), VARDATA_ANY(prefix), len);
+	memset(VARDATA(result) + len, 0xFF, outlen - len);
+	PG_RETURN_TEXT_P(result);
+}

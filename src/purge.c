@@ -1,0 +1,103 @@
+/*-------------------------------------------------------------------------
+ *
+ * purge.c
+ *	  Deletion of expired records: one bounded batch at a time, shared by
+ *	  storage_purge_expired() and the expiry background worker.
+ *
+ * A batch locks the rows it is going to delete with SKIP LOCKED, so two
+ * purgers (two workers, a worker and pg_cron, two manual calls) never wait
+ * for each other, and a row that a save is replacing right now is simply
+ * left for a later round.  Locking re-checks expires_at on the newest row
+ * version, so a record that was expired when the batch started but has
+ * just been saved again is never deleted.  Expired rows are found through
+ * the partial index on expires_at, so live rows are never visited.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+
+#include "storage.h"
+
+PG_FUNCTION_INFO_V1(storage_purge_expired);
+
+/* $1 now, $2 batch size */
+static const char *const purge_batch_sql =
+"DELETE FROM %1$s AS r "
+"WHERE r.ctid = ANY (ARRAY("
+"    SELECT s.ctid FROM %1$s AS s "
+"    WHERE s.expires_at <= $1 "
+"    ORDER BY s.expires_at "
+"    LIMIT $2 "
+"    FOR UPDATE SKIP LOCKED)) "
+"  AND r.expires_at <= $1";
+
+/*
+ * Deletes at most batch_size records that are expired at "now" and returns
+ * how many it deleted.  Must be called inside SPI_connect().
+ */
+uint64
+storage_purge_batch(TimestampTz now, int batch_size)
+{
+	Oid			argtypes[2] = {TIMESTAMPTZOID, INT8OID};
+	Datum		values[2];
+	SPIPlanPtr	plan;
+	int			ret;
+
+	plan = storage_plan(PLAN_PURGE_BATCH, purge_batch_sql, 2, argtypes);
+	values[0] = TimestampTzGetDatum(now);
+	values[1] = Int64GetDatum(batch_size);
+	ret = SPI_execute_plan(plan, values, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "could not purge expired records: %s",
+			 SPI_result_code_string(ret));
+	return SPI_processed;
+}
+
+/*
+ * storage_purge_expired(max_rows bigint DEFAULT NULL) -> rows deleted
+ *
+ * As a function it runs inside the caller's transaction, so its batches
+ * bound memory and plan size but their row locks last until the caller
+ * commits; the locked rows are expired ones that nobody can see anyway.
+ * The background worker commits after every batch.
+ */
+Datum
+storage_purge_expired(PG_FUNCTION_ARGS)
+{
+	int64		max_rows = -1;
+	int64		total = 0;
+	TimestampTz now = storage_now();
+
+	if (!PG_ARGISNULL(0))
+	{
+		max_rows = PG_GETARG_INT64(0);
+		if (max_rows < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_rows must not be negative"),
+					 errhint("Pass NULL to purge every expired record.")));
+	}
+
+	SPI_connect();
+	for (;;)
+	{
+		int			batch = storage_purge_batch_size;
+		uint64		n;
+
+		CHECK_FOR_INTERRUPTS();
+		if (max_rows >= 0 && max_rows - total < batch)
+			batch = (int) (max_rows - total);
+		if (batch <= 0)
+			break;
+		n = storage_purge_batch(now, batch);
+		total += n;
+		if (n < (uint64) batch)
+			break;
+	}
+	SPI_finish();
+	PG_RETURN_INT64(total);
+}

@@ -1,0 +1,199 @@
+/*-------------------------------------------------------------------------
+ *
+ * records.c
+ *	  The provider functions on single records: storage_save() with
+ *	  optimistic locking and storage_delete().  (storage_fetch() is an
+ *	  inlinable SQL function in the install script; see README.)
+ *
+ * Each save rule is one statement, so that READ COMMITTED's re-check of a
+ * concurrently updated row decides races: of many sessions saving the same
+ * id with the same expect_version exactly one UPDATE still matches after
+ * waiting for the row lock, and concurrent creates meet in INSERT ... ON
+ * CONFLICT, which never raises unique_violation.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+
+#include "storage.h"
+
+PG_FUNCTION_INFO_V1(storage_save);
+PG_FUNCTION_INFO_V1(storage_delete);
+
+#define LIVE(r, now) "(" r ".expires_at IS NULL OR " r ".expires_at > " now ")"
+
+/* $1 id, $2 data, $3 expires_at, $4 format, $5 now */
+static const char *const save_upsert_sql =
+"INSERT INTO %1$s AS r (id, version, expires_at, format, data) "
+"VALUES ($1, 1, $3, $4, $2) "
+"ON CONFLICT (id) DO UPDATE SET "
+"  version = CASE WHEN " LIVE("r", "$5") " THEN r.version + 1 ELSE 1 END, "
+"  expires_at = excluded.expires_at, format = excluded.format, "
+"  data = excluded.data "
+"RETURNING version";
+
+/* same parameters; replaces only an expired record */
+static const char *const save_create_sql =
+"INSERT INTO %1$s AS r (id, version, expires_at, format, data) "
+"VALUES ($1, 1, $3, $4, $2) "
+"ON CONFLICT (id) DO UPDATE SET "
+"  version = 1, expires_at = excluded.expires_at, "
+"  format = excluded.format, data = excluded.data "
+"WHERE NOT " LIVE("r", "$5") " "
+"RETURNING version";
+
+/* same parameters plus $6 expect_version */
+static const char *const save_update_sql =
+"UPDATE %1$s AS r SET version = r.version + 1, "
+"  expires_at = $3, format = $4, data = $2 "
+"WHERE r.id = $1 AND r.version = $6 AND " LIVE("r", "$5") " "
+"RETURNING r.version";
+
+/* $1 id, $2 now */
+static const char *const live_version_sql =
+"SELECT r.version FROM %1$s AS r WHERE r.id = $1 AND " LIVE("r", "$2");
+
+/* $1 id, $2 now */
+static const char *const delete_sql =
+"DELETE FROM %1$s AS r WHERE r.id = $1 RETURNING " LIVE("r", "$2");
+
+/*
+ * Raises the version conflict error.  The actual version is read again
+ * only here, on the failure path, so that successful saves pay nothing for
+ * the message.
+ */
+static void
+report_conflict(Datum id, int64 expect, TimestampTz now)
+{
+	Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	SPIPlanPtr	plan;
+	char	   *idstr = TextDatumGetCString(id);
+	char		expected[64];
+
+	plan = storage_plan(PLAN_LIVE_VERSION, live_version_sql, 2, argtypes);
+	values[0] = id;
+	values[1] = TimestampTzGetDatum(now);
+	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the current version of \"%s\"", idstr);
+
+	if (expect == 0)
+		snprintf(expected, sizeof(expected), "no live record");
+	else
+		snprintf(expected, sizeof(expected), "version " INT64_FORMAT, expect);
+
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_STORAGE_VERSION_CONFLICT),
+				 errmsg("version conflict"),
+				 errdetail("Record \"%s\": expected %s, but no live record exists.",
+						   idstr, expected)));
+	else
+	{
+		bool		isnull;
+		int64		actual;
+
+		actual = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1,
+											 &isnull));
+		ereport(ERROR,
+				(errcode(ERRCODE_STORAGE_VERSION_CONFLICT),
+				 errmsg("version conflict"),
+				 errdetail("Record \"%s\": expected %s, but the live record has version " INT64_FORMAT ".",
+						   idstr, expected, actual)));
+	}
+}
+
+/*
+ * storage_save(id, data, expect_version, expires_at, format) -> new version
+ */
+Datum
+storage_save(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[6] = {TEXTOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID,
+	TIMESTAMPTZOID, INT8OID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	text	   *id = storage_id_arg(fcinfo, 0);
+	int64		expect;
+	TimestampTz now;
+	SPIPlanPtr	plan;
+	int			ret;
+	int64		result;
+	bool		isnull;
+
+	storage_require_arg(fcinfo, 2, "expect_version");
+	expect = PG_GETARG_INT64(2);
+	if (expect == PG_INT64_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("version would overflow bigint"),
+				 errdetail("expect_version is " INT64_FORMAT "; the next version cannot be represented.",
+						   expect)));
+
+	now = storage_now();
+	values[0] = PointerGetDatum(id);
+	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
+	values[2] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
+	nulls[2] = PG_ARGISNULL(3) ? 'n' : ' ';
+	values[3] = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
+	nulls[3] = PG_ARGISNULL(4) ? 'n' : ' ';
+	values[4] = TimestampTzGetDatum(now);
+	values[5] = Int64GetDatum(expect);
+
+	SPI_connect();
+	if (expect < 0)
+		plan = storage_plan(PLAN_SAVE_UPSERT, save_upsert_sql, 5, argtypes);
+	else if (expect == 0)
+		plan = storage_plan(PLAN_SAVE_CREATE, save_create_sql, 5, argtypes);
+	else
+		plan = storage_plan(PLAN_SAVE_UPDATE, save_update_sql, 6, argtypes);
+	ret = SPI_execute_plan(plan, values, nulls, false, 0);
+	if (ret != SPI_OK_INSERT_RETURNING && ret != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not save record: %s", SPI_result_code_string(ret));
+
+	if (SPI_processed == 0)
+		report_conflict(PointerGetDatum(id), expect, now);
+
+	result = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	PG_RETURN_INT64(result);
+}
+
+/*
+ * storage_delete(id) -> true if a live record was removed
+ *
+ * An expired record is removed too (it would be purged anyway), but reports
+ * false because to the caller it did not exist.
+ */
+Datum
+storage_delete(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	SPIPlanPtr	plan;
+	bool		live = false;
+
+	values[0] = PointerGetDatum(storage_id_arg(fcinfo, 0));
+	values[1] = TimestampTzGetDatum(storage_now());
+
+	SPI_connect();
+	plan = storage_plan(PLAN_DELETE, delete_sql, 2, argtypes);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "could not delete record");
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+
+		live = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
+	PG_RETURN_BOOL(live);
+}

@@ -1,0 +1,166 @@
+/*-------------------------------------------------------------------------
+ *
+ * relation.c
+ *	  Locates the records table (it lives in the extension's schema, which
+ *	  is chosen at CREATE EXTENSION time) and keeps this backend's saved SPI
+ *	  plans for it.
+ *
+ * The table's qualified name and the plans are computed once per backend.
+ * A relcache invalidation of the table (DROP EXTENSION, ALTER TABLE, ...)
+ * marks them stale, and the next caller rebuilds them: freeing plans inside
+ * the invalidation callback itself would be unsafe while one is running.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "utils/fmgroids.h"
+#include "commands/extension.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/builtins.h"
+
+#include "storage.h"
+
+#define RECORDS_TABLE "storage_records"
+
+static Oid	cached_relid = InvalidOid;
+static char *cached_table_name = NULL;
+static SPIPlanPtr plans[STORAGE_NUM_PLANS];
+static bool cache_stale = true;
+static bool callback_registered = false;
+
+static void
+records_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == cached_relid)
+		cache_stale = true;
+}
+
+/*
+ * The schema the extension was created in.  (get_extension_schema() is not
+ * exported before PostgreSQL 16.)
+ */
+static Oid
+extension_schema(Oid extoid)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			nspoid = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		nspoid = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return nspoid;
+}
+
+static void
+rebuild_cache(void)
+{
+	Oid			extoid;
+	Oid			nspoid;
+	Oid			relid;
+	int			i;
+
+	for (i = 0; i < STORAGE_NUM_PLANS; i++)
+	{
+		if (plans[i])
+			SPI_freeplan(plans[i]);
+		plans[i] = NULL;
+	}
+	if (cached_table_name)
+		pfree(cached_table_name);
+	cached_table_name = NULL;
+	cached_relid = InvalidOid;
+
+	extoid = get_extension_oid("storage", true);
+	if (!OidIsValid(extoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"storage\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION storage.")));
+	nspoid = extension_schema(extoid);
+	relid = get_relname_relid(RECORDS_TABLE, nspoid);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table \"%s\" of extension \"storage\" is missing",
+						RECORDS_TABLE)));
+
+	cached_table_name =
+		MemoryContextStrdup(TopMemoryContext,
+							quote_qualified_identifier(get_namespace_name(nspoid),
+													   RECORDS_TABLE));
+	cached_relid = relid;
+
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(records_relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+	cache_stale = false;
+}
+
+/* The records table's schema-qualified, quoted name. */
+const char *
+storage_records_table(void)
+{
+	if (cache_stale)
+		rebuild_cache();
+	return cached_table_name;
+}
+
+Oid
+storage_records_relid(bool missing_ok)
+{
+	if (cache_stale)
+	{
+		if (missing_ok && !OidIsValid(get_extension_oid("storage", true)))
+			return InvalidOid;
+		rebuild_cache();
+	}
+	return cached_relid;
+}
+
+/*
+ * Returns the saved plan "which", preparing it on first use.  query_fmt has
+ * every occurrence of the table written as %1$s.  Must be called inside
+ * SPI_connect().
+ */
+SPIPlanPtr
+storage_plan(StoragePlanId which, const char *query_fmt, int nargs,
+			 Oid *argtypes)
+{
+	const char *table = storage_records_table();
+	SPIPlanPtr	plan;
+	char	   *query;
+
+	if (plans[which])
+		return plans[which];
+
+	query = psprintf(query_fmt, table);
+	plan = SPI_prepare(query, nargs, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+			 query, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	plans[which] = plan;
+	pfree(query);
+	return plan;
+}

@@ -1,0 +1,53 @@
+/*-------------------------------------------------------------------------
+ *
+ * storage.c
+ *	  Module entry point: the magic block, the extension's settings (GUCs)
+ *	  and, when loaded through shared_preload_libraries, the registration of
+ *	  the expiry launcher.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/guc.h"
+
+#include "storage.h"
+
+PG_MODULE_MAGIC;
+
+int			storage_purge_batch_size = 10000;
+char	   *storage_test_now = NULL;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("storage.purge_batch_size",
+							"Expired records deleted per purge transaction.",
+							"Each batch is one short transaction of the worker; "
+							"storage_purge_expired() loops over batches of this size.",
+							&storage_purge_batch_size,
+							10000, 1, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	/*
+	 * Only tests may move the clock, hence PGC_SUSET; an empty value means
+	 * the real clock.
+	 */
+	DefineCustomStringVariable("storage.test_now",
+							   "Test only: a fixed timestamp used instead of the clock to decide expiry.",
+							   "Empty means the real clock. Never set this in production.",
+							   &storage_test_now,
+							   "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("storage");
+#else
+	EmitWarningsOnPlaceholders("storage");
+#endif
+}

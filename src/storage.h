@@ -1,0 +1,67 @@
+/*-------------------------------------------------------------------------
+ *
+ * storage.h
+ *	  Declarations shared by the C files of the storage extension: the
+ *	  record limits, the extension's own SQLSTATEs, the liveness clock,
+ *	  id validation, the location of the records table and the purge loop.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STORAGE_H
+#define STORAGE_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/timestamp.h"
+
+/* Same limit as the Go provider's MaxIDLength: bytes, not characters. */
+#define STORAGE_MAX_ID_BYTES 255
+
+/* SQLSTATEs of class SV ("storage"), see README "Errors". */
+#define ERRCODE_STORAGE_VERSION_CONFLICT	MAKE_SQLSTATE('S','V','0','0','1')
+#define ERRCODE_STORAGE_NOT_FOUND			MAKE_SQLSTATE('S','V','0','0','2')
+#define ERRCODE_STORAGE_ALREADY_EXISTS		MAKE_SQLSTATE('S','V','0','0','3')
+#define ERRCODE_STORAGE_COMPARE_FAILED		MAKE_SQLSTATE('S','V','0','0','4')
+
+/* GUCs (storage.c) */
+extern int	storage_purge_batch_size;
+extern char *storage_test_now;
+
+/* clock.c: the one clock that decides liveness */
+extern TimestampTz storage_now(void);
+
+/* ids.c */
+extern text *storage_id_arg(FunctionCallInfo fcinfo, int argno);
+extern void storage_check_id(const char *what, const char *id, int len);
+extern void storage_require_arg(FunctionCallInfo fcinfo, int argno,
+								const char *argname);
+
+/*
+ * relation.c: where the records table is, and a cache of saved SPI plans
+ * that is thrown away whenever that table changes (e.g. the extension was
+ * dropped and created again in this session).
+ */
+typedef enum StoragePlanId
+{
+	PLAN_SAVE_UPSERT,
+	PLAN_SAVE_CREATE,
+	PLAN_SAVE_UPDATE,
+	PLAN_LIVE_VERSION,
+	PLAN_DELETE,
+	PLAN_PURGE_BATCH,
+	PLAN_COUNT_LIVE,
+	PLAN_TOUCH,
+	STORAGE_NUM_PLANS
+} StoragePlanId;
+
+extern const char *storage_records_table(void);
+extern Oid	storage_records_relid(bool missing_ok);
+extern SPIPlanPtr storage_plan(StoragePlanId which, const char *query_fmt,
+							   int nargs, Oid *argtypes);
+
+/* purge.c: shared by storage_purge_expired() and the background worker */
+extern uint64 storage_purge_batch(TimestampTz now, int batch_size);
+
+#endif							/* STORAGE_H */
