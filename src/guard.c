@@ -91,8 +91,10 @@ storage_drop_guard(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 				 errmsg("cannot drop extension storage because it holds live records"),
-				 errdetail("Table %s holds " INT64_FORMAT " live records.",
-						   storage_records_table(), live),
+				 errdetail_plural("Table %s holds " INT64_FORMAT " live record.",
+								  "Table %s holds " INT64_FORMAT " live records.",
+								  (unsigned long) live,
+								  storage_records_table(), live),
 				 errhint("Use DROP EXTENSION storage CASCADE to drop the records too, or save them first with pg_dump.")));
 	PG_RETURN_VOID();
 }

@@ -26,7 +26,12 @@ PG_FUNCTION_INFO_V1(storage_delete);
 
 #define LIVE(r, now) "(" r ".expires_at IS NULL OR " r ".expires_at > " now ")"
 
-/* $1 id, $2 data, $3 expires_at, $4 format, $5 now */
+/*
+ * $1 id, $2 data, $3 expires_at, $4 format, $5 now.  A live record already
+ * at the largest version is left alone (no row returned) so that the caller
+ * can report the overflow with the record's id instead of a bare "bigint out
+ * of range" from inside the statement.
+ */
 static const char *const save_upsert_sql =
 "INSERT INTO %1$s AS r (id, version, expires_at, format, data) "
 "VALUES ($1, 1, $3, $4, $2) "
@@ -34,6 +39,7 @@ static const char *const save_upsert_sql =
 "  version = CASE WHEN " LIVE("r", "$5") " THEN r.version + 1 ELSE 1 END, "
 "  expires_at = excluded.expires_at, format = excluded.format, "
 "  data = excluded.data "
+"WHERE NOT (" LIVE("r", "$5") " AND r.version = 9223372036854775807) "
 "RETURNING version";
 
 /* same parameters; replaces only an expired record */
@@ -157,6 +163,12 @@ storage_save(PG_FUNCTION_ARGS)
 	if (ret != SPI_OK_INSERT_RETURNING && ret != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not save record: %s", SPI_result_code_string(ret));
 
+	if (SPI_processed == 0 && expect < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("version would overflow bigint"),
+				 errdetail("Record \"%s\" already has version " INT64_FORMAT ".",
+						   text_to_cstring(id), PG_INT64_MAX)));
 	if (SPI_processed == 0)
 		report_conflict(PointerGetDatum(id), expect, now);
 

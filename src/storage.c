@@ -30,7 +30,7 @@ _PG_init(void)
 							"storage_purge_expired() loops over batches of this size.",
 							&storage_purge_batch_size,
 							10000, 1, 1000000,
-							PGC_SIGHUP, 0,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
 	/*

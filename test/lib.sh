@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# test/lib.sh: shared by test/run-all.sh, test/demo.sh and bench/run.sh.
+# Installs what the project needs (Debian 12, as root), makes a private copy
+# of the project that the unprivileged PostgreSQL user can read and write,
+# builds and installs the extension, and starts/stops throwaway clusters.
+# Nothing here depends on where the checkout lives or on its permissions.
+
+PG_MAJOR=15
+PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
+PGXS_DIR=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs
+# PostgreSQL refuses to run as root: servers and test runners run as this user.
+RUN_USER=${STORAGE_RUN_USER:-postgres}
+PROJECT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+die() { echo "error: $*" >&2; exit 1; }
+
+need_root() {
+	[ "$(id -u)" = 0 ] || die "run this as root: it installs packages and the extension"
+}
+
+# Packages, installed only when missing so that a second run is quick.
+DEPS="build-essential pkg-config postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
+postgresql-$PG_MAJOR-cron libpq-dev libcmocka-dev libipc-run-perl"
+
+install_deps() {
+	local missing="" p
+	for p in $DEPS; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+			missing="$missing $p"
+	done
+	[ -z "$missing" ] && return 0
+	echo "== installing:$missing"
+	# Debian would otherwise create and start a "main" cluster we do not use.
+	mkdir -p /etc/postgresql-common
+	[ -f /etc/postgresql-common/createcluster.conf ] ||
+		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+	apt-get update -qq
+	# shellcheck disable=SC2086
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+	id "$RUN_USER" >/dev/null 2>&1 || die "user $RUN_USER missing after installing PostgreSQL"
+}
+
+as_user() {
+	runuser -u "$RUN_USER" -- env PATH="$PGBIN:/usr/local/bin:/usr/bin:/bin" "$@"
+}
+
+# WORK: a fresh directory owned by RUN_USER holding a copy of the project
+# (without .git) at $WORK/src.  Removed by cleanup().
+prepare_copy() {
+	WORK=$(mktemp -d /tmp/storage-run.XXXXXX)
+	chmod 755 "$WORK"
+	mkdir "$WORK/src"
+	(cd "$PROJECT_DIR" && tar --exclude=.git --exclude='*.o' --exclude='*.so' \
+		--exclude='*.bc' -cf - .) | tar -xf - -C "$WORK/src"
+	chown -R "$RUN_USER" "$WORK"
+}
+
+# Builds as RUN_USER with warnings as errors, installs as root.
+build_install() {
+	as_user make -s -C "$WORK/src" WERROR=-Werror >"$WORK/build.log" 2>&1 ||
+		{ cat "$WORK/build.log"; die "build failed"; }
+	make -s -C "$WORK/src" install >>"$WORK/build.log" 2>&1 ||
+		{ cat "$WORK/build.log"; die "install failed"; }
+	if [ -f "$WORK/src/src/client/Makefile" ]; then
+		make -s -C "$WORK/src/src/client" install >>"$WORK/build.log" 2>&1 ||
+			{ cat "$WORK/build.log"; die "client library install failed"; }
+	fi
+}
+
+# start_cluster NAME [postgresql.conf lines...]: a cluster in $WORK/NAME,
+# reachable only through a Unix socket in that directory.  Sets PGHOST/PGPORT.
+start_cluster() {
+	local name=$1 dir="$WORK/$1"
+	shift
+	as_user mkdir -p "$dir"
+	as_user initdb -D "$dir/data" -A trust -U postgres --no-sync >"$dir/initdb.log" 2>&1 ||
+		{ cat "$dir/initdb.log"; die "initdb failed"; }
+	{
+		echo "port = 5432"
+		echo "listen_addresses = ''"
+		echo "unix_socket_directories = '$dir'"
+		echo "fsync = off"
+		echo "max_prepared_transactions = 10"
+		for line in "$@"; do echo "$line"; done
+	} >>"$dir/data/postgresql.conf"
+	as_user pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null ||
+		{ cat "$dir/server.log"; die "server did not start"; }
+	export PGHOST="$dir" PGPORT=5432 PGUSER=postgres
+}
+
+stop_cluster() {
+	local dir="$WORK/$1"
+	[ -f "$dir/data/postmaster.pid" ] &&
+		as_user pg_ctl -D "$dir/data" -m fast -w stop >/dev/null 2>&1
+	return 0
+}
+
+cleanup() {
+	[ -n "${WORK:-}" ] && [ -d "$WORK" ] || return 0
+	local d
+	for d in "$WORK"/*/data; do
+		[ -f "$d/postmaster.pid" ] && as_user pg_ctl -D "$d" -m immediate -w stop >/dev/null 2>&1
+	done
+	[ -n "${KEEP_WORK:-}" ] && { echo "kept $WORK"; return 0; }
+	rm -rf "$WORK"
+}

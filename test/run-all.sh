@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# test/run-all.sh: runs every test of the project against real PostgreSQL
+# servers and ends with the line "N passed, N failed".  Run as root on
+# Debian 12: it installs what it needs, then builds and runs everything as
+# the unprivileged user $RUN_USER in a private temporary copy.
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PASSED=0
+FAILED=0
+SUMMARY=""
+
+record() {					# record SUITE PASSED FAILED
+	PASSED=$((PASSED + $2))
+	FAILED=$((FAILED + $3))
+	SUMMARY="$SUMMARY$(printf '%-12s %4d passed, %4d failed' "$1" "$2" "$3")\n"
+}
+
+# pg_regress and pg_isolation_regress print "All N tests passed." or
+# "M of N tests failed."
+count_regress() {			# count_regress SUITE LOGFILE EXITCODE
+	local all failed total
+	all=$(grep -oE 'All [0-9]+ tests passed' "$2" | grep -oE '[0-9]+' | tail -1)
+	if [ -n "$all" ] && [ "$3" = 0 ]; then
+		record "$1" "$all" 0
+		return
+	fi
+	failed=$(grep -oE '[0-9]+ of [0-9]+ tests failed' "$2" | tail -1)
+	if [ -n "$failed" ]; then
+		total=${failed#* of }; total=${total%% *}
+		failed=${failed%% *}
+		record "$1" $((total - failed)) "$failed"
+	else
+		record "$1" 0 1
+	fi
+	cat "$WORK/src/regression.diffs" "$WORK/src/output_iso/regression.diffs" 2>/dev/null | head -200
+}
+
+run_regress() {
+	local log="$WORK/regress.log" rc
+	as_user make -C "$WORK/src" installcheck ISOLATION= >"$log" 2>&1
+	rc=$?
+	cat "$log" | grep -E '^(ok|not ok|test| [a-z_]+ +\.\.\.)' || true
+	count_regress pg_regress "$log" "$rc"
+}
+
+run_isolation() {
+	local log="$WORK/isolation.log" rc
+	as_user make -C "$WORK/src" installcheck REGRESS= >"$log" 2>&1
+	rc=$?
+	grep -E '^(ok|not ok|test| [a-z_]+ +\.\.\.)' "$log" || true
+	count_regress isolation "$log" "$rc"
+}
+
+# TAP: one assertion is one test; a script that dies counts one failure.
+run_tap() {
+	local log="$WORK/tap.log" tests failed dubious
+	(cd "$WORK/src" && as_user env TESTDIR="$WORK/src/test" \
+		PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
+		STORAGE_TEST_WORK="$WORK" \
+		prove -I "$PGXS_DIR/src/test/perl" -I test/t test/t/*.pl) >"$log" 2>&1
+	cat "$log"
+	tests=$(grep -oE 'Tests=[0-9]+' "$log" | grep -oE '[0-9]+' | tail -1)
+	failed=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' "$log" | awk '{split($2,a,"/"); s+=a[1]} END {print s+0}')
+	dubious=$(grep -cE 'Dubious|No subtests run|Bailout' "$log")
+	tests=${tests:-0}
+	[ "$dubious" -gt 0 ] && [ "$failed" = 0 ] && failed=$dubious
+	record TAP $((tests - failed < 0 ? 0 : tests - failed)) "$failed"
+}
+
+run_client() {
+	local log="$WORK/client.log" line p f
+	[ -f "$WORK/src/test/client/run.sh" ] || return 0
+	as_user psql -X -q -d postgres -c "CREATE DATABASE client_test" &&
+		as_user psql -X -q -d client_test -c "CREATE EXTENSION storage" ||
+		{ record client 0 1; return; }
+	(cd "$WORK/src" && as_user env HOME="$WORK" TMPDIR="$WORK" \
+		STORAGE_TEST_PG_URI="host=$PGHOST port=$PGPORT user=postgres dbname=client_test" \
+		bash test/client/run.sh) >"$log" 2>&1
+	cat "$log"
+	line=$(grep -E '^client: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -1)
+	if [ -z "$line" ]; then
+		record client 0 1
+		return
+	fi
+	p=$(echo "$line" | awk '{print $2}')
+	f=$(echo "$line" | awk '{print $4}')
+	record client "$p" "$f"
+}
+
+main() {
+	need_root
+	install_deps
+	trap cleanup EXIT
+	prepare_copy
+	echo "== building in $WORK (as $RUN_USER, -Werror)"
+	build_install
+	echo "== pg_regress"
+	start_cluster regress
+	run_regress
+	echo "== isolation"
+	run_isolation
+	echo "== client library"
+	run_client
+	stop_cluster regress
+	echo "== TAP"
+	run_tap
+	echo
+	printf "%b" "$SUMMARY"
+	echo "$PASSED passed, $FAILED failed"
+	[ "$FAILED" = 0 ] && [ "$PASSED" -gt 0 ]
+}
+
+main "$@"
