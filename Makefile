@@ -9,12 +9,13 @@ OBJS = \
 	src/relation.o \
 	src/records.o \
 	src/purge.o \
-	src/guard.o
+	src/guard.o \
+	src/batch.o
 
 DATA = $(wildcard sql/storage--*.sql)
 
 # pg_regress: inputs in sql/, expected outputs in expected/
-REGRESS = core_save core_fetch_delete core_purge core_admin
+REGRESS = core_save core_fetch_delete core_purge core_batch core_admin
 REGRESS_OPTS = --inputdir=. --load-extension=storage
 
 # isolation: specs in test/specs/, expected outputs in test/expected/
@@ -32,3 +33,6 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter $(WERROR)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies: every object depends on the shared header.
+$(OBJS): src/storage.h

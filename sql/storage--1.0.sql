@@ -123,6 +123,47 @@ COMMENT ON FUNCTION @extschema@.storage_list(text) IS
     'the live records whose id starts with prefix, in bytewise id order';
 
 --
+-- Batch operations: one round trip for many records.
+--
+CREATE FUNCTION @extschema@.storage_check_ids(ids text[])
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'storage_check_ids_sql'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.storage_check_ids(text[]) IS
+    'returns ids, or raises 22004/22023 for the first NULL, empty or over-long id (internal)';
+
+CREATE FUNCTION @extschema@.storage_fetch_many(ids text[])
+RETURNS TABLE(id text, version bigint, expires_at timestamptz, format text, data bytea)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT r.id, r.version, r.expires_at, r.format, r.data
+      FROM @extschema@.storage_records AS r
+     WHERE r.id = ANY (@extschema@.storage_check_ids($1))
+       AND (r.expires_at IS NULL OR r.expires_at > @extschema@.storage_now())
+$$;
+COMMENT ON FUNCTION @extschema@.storage_fetch_many(text[]) IS
+    'one row per distinct live id among ids; never writes';
+
+CREATE FUNCTION @extschema@.storage_save_many(
+    ids text[],
+    datas bytea[],
+    expect_versions bigint[] DEFAULT NULL,
+    expires_ats timestamptz[] DEFAULT NULL,
+    formats text[] DEFAULT NULL)
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'storage_save_many'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_save_many(text[], bytea[], bigint[], timestamptz[], text[]) IS
+    'saves many records, all or nothing, with the rules of storage_save; returns the new versions aligned with ids; SV001 names the first conflicting id';
+
+CREATE FUNCTION @extschema@.storage_delete_many(ids text[])
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'storage_delete_many'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_delete_many(text[]) IS
+    'deletes the records with these ids; returns how many of them were live';
+
+--
 -- DROP EXTENSION guard.
 --
 CREATE FUNCTION @extschema@.storage_drop_guard()
@@ -149,5 +190,8 @@ REVOKE ALL ON FUNCTION
     @extschema@.storage_delete(text),
     @extschema@.storage_purge_expired(bigint),
     @extschema@.storage_list(text),
+    @extschema@.storage_fetch_many(text[]),
+    @extschema@.storage_save_many(text[], bytea[], bigint[], timestamptz[], text[]),
+    @extschema@.storage_delete_many(text[]),
     @extschema@.storage_drop_guard()
 FROM PUBLIC;

@@ -72,8 +72,8 @@ static const char *const delete_sql =
  * only here, on the failure path, so that successful saves pay nothing for
  * the message.
  */
-static void
-report_conflict(Datum id, int64 expect, TimestampTz now)
+void
+storage_report_conflict(Datum id, int64 expect, TimestampTz now)
 {
 	Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
 	Datum		values[2];
@@ -170,7 +170,7 @@ storage_save(PG_FUNCTION_ARGS)
 				 errdetail("Record \"%s\" already has version " INT64_FORMAT ".",
 						   text_to_cstring(id), PG_INT64_MAX)));
 	if (SPI_processed == 0)
-		report_conflict(PointerGetDatum(id), expect, now);
+		storage_report_conflict(PointerGetDatum(id), expect, now);
 
 	result = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										 SPI_tuptable->tupdesc, 1, &isnull));

@@ -53,6 +53,11 @@ typedef enum StoragePlanId
 	PLAN_PURGE_BATCH,
 	PLAN_COUNT_LIVE,
 	PLAN_TOUCH,
+	PLAN_MANY_LOCK,
+	PLAN_MANY_UPSERT,
+	PLAN_MANY_CREATE,
+	PLAN_MANY_UPDATE,
+	PLAN_MANY_DELETE,
 	STORAGE_NUM_PLANS
 } StoragePlanId;
 
@@ -60,6 +65,9 @@ extern const char *storage_records_table(void);
 extern Oid	storage_records_relid(bool missing_ok);
 extern SPIPlanPtr storage_plan(StoragePlanId which, const char *query_fmt,
 							   int nargs, Oid *argtypes);
+
+/* records.c */
+extern void storage_report_conflict(Datum id, int64 expect, TimestampTz now) pg_attribute_noreturn();
 
 /* purge.c: shared by storage_purge_expired() and the background worker */
 extern uint64 storage_purge_batch(TimestampTz now, int batch_size);
