@@ -19,7 +19,7 @@ REGRESS = core_save core_fetch_delete core_purge core_batch core_admin
 REGRESS_OPTS = --inputdir=. --load-extension=storage
 
 # isolation: specs in test/specs/, expected outputs in test/expected/
-ISOLATION = save_races save_delete save_purge
+ISOLATION = save_races save_delete save_purge batch_races
 ISOLATION_OPTS = --inputdir=test --load-extension=storage
 
 PG_CONFIG ?= pg_config
