@@ -29,7 +29,43 @@ SELECT id FROM storage_records ORDER BY id;
 SELECT storage_purge_expired(-1);
 SELECT storage_purge_expired(NULL);
 
--- expired rows are found through the partial index on expires_at
+-- The purge index is on the expiry slot (purge_after), expires_at rounded
+-- up to storage.expiry_slot (60 s by default).
+SELECT storage_expiry_slot('2030-01-01 12:00:00+00'),
+       storage_expiry_slot('2030-01-01 12:00:00.000001+00'),
+       storage_expiry_slot('2030-01-01 12:00:59+00'),
+       storage_expiry_slot('infinity'),
+       storage_expiry_slot('-infinity'),
+       storage_expiry_slot(NULL);
+SET storage.expiry_slot = '1h';
+SELECT storage_expiry_slot('2030-01-01 12:00:01+00');
+SET storage.expiry_slot = 0;
+SELECT storage_expiry_slot('2030-01-01 12:00:01+00');
+RESET storage.expiry_slot;
+
+-- records expired within the slot that is still open are purged too, and a
+-- record expiring later in that slot is not
+DELETE FROM storage_records;
+SET storage.test_now = '2030-01-01 12:00:30+00';
+SELECT storage_save('gone', 'x', -1, '2030-01-01 12:00:29+00');
+SELECT storage_save('stays', 'x', -1, '2030-01-01 12:00:31+00');
+SELECT storage_save('old', 'x', -1, '-infinity');
+SELECT id, expires_at, purge_after FROM storage_records ORDER BY id;
+SELECT storage_purge_expired();
+SELECT id FROM storage_records ORDER BY id;
+
+-- moving expires_at within its slot changes no indexed column: HOT update
+BEGIN;
+SELECT storage_save('stays', 'y', -1, '2030-01-01 12:00:40+00');
+SELECT storage_save('stays', 'z', -1, '2030-01-01 12:00:50+00');
+SELECT pg_stat_get_xact_tuples_updated('storage_records'::regclass) AS updated,
+       pg_stat_get_xact_tuples_hot_updated('storage_records'::regclass) AS hot;
+COMMIT;
+
+-- the purge's search goes through that index
+SET enable_seqscan = off;
 EXPLAIN (COSTS OFF)
 SELECT ctid FROM storage_records
- WHERE expires_at <= '2030-01-01' ORDER BY expires_at LIMIT 10;
+ WHERE purge_after <= '2030-01-01 12:01:00+00' AND expires_at <= '2030-01-01 12:00:30+00'
+ ORDER BY purge_after LIMIT 10;
+RESET enable_seqscan;

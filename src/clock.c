@@ -57,3 +57,50 @@ storage_now_sql(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TIMESTAMPTZ(storage_now());
 }
+
+PG_FUNCTION_INFO_V1(storage_expiry_slot);
+
+/*
+ * storage_expiry_slot(expires_at) -> the end of the expiry slot holding
+ * expires_at: expires_at rounded up to a multiple of storage.expiry_slot.
+ *
+ * The records table indexes this value (column purge_after) instead of
+ * expires_at itself.  A save that moves expires_at within the same slot
+ * then changes no indexed column, so PostgreSQL can make it a HOT update;
+ * sessions with sliding expiry save or touch their record many times per
+ * slot.  Every row in a slot that has ended is expired, so the purge finds
+ * them without visiting live rows; only the slot that is still open needs
+ * a look at expires_at.
+ *
+ * Declared IMMUTABLE although the slot width is a setting: the value is
+ * stored once per row version, and correctness only needs it to be at or
+ * after expires_at, which holds for any width.
+ */
+TimestampTz
+storage_slot_end(TimestampTz ts)
+{
+	int64		width = (int64) storage_expiry_slot_width * USECS_PER_SEC;
+	int64		rem;
+
+	if (width <= 0 || TIMESTAMP_NOT_FINITE(ts))
+		return ts;
+	rem = ts % width;
+	if (rem < 0)
+		rem += width;
+	if (rem == 0 || ts > PG_INT64_MAX - width)
+		return ts;
+	return ts - rem + width;
+}
+
+Datum
+storage_expiry_slot(PG_FUNCTION_ARGS)
+{
+	TimestampTz ts;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	ts = PG_GETARG_TIMESTAMPTZ(0);
+	if (TIMESTAMP_IS_NOEND(ts))
+		PG_RETURN_NULL();		/* never expires, never purged */
+	PG_RETURN_TIMESTAMPTZ(storage_slot_end(ts));
+}

@@ -10,7 +10,10 @@
  * left for a later round.  Locking re-checks expires_at on the newest row
  * version, so a record that was expired when the batch started but has
  * just been saved again is never deleted.  Expired rows are found through
- * the partial index on expires_at, so live rows are never visited.
+ * the index on the expiry slot (purge_after): rows in slots that have
+ * ended are all expired, and only the slot still open is filtered by
+ * expires_at, so live rows are visited only when they expire within the
+ * current slot.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,13 +27,17 @@
 
 PG_FUNCTION_INFO_V1(storage_purge_expired);
 
-/* $1 now, $2 batch size */
+/*
+ * $1 now, $2 batch size, $3 end of the open expiry slot.  Slots that ended
+ * hold only expired rows and come first in purge_after order; the open
+ * slot is read up to its end with expires_at as the filter.
+ */
 static const char *const purge_batch_sql =
 "DELETE FROM %1$s AS r "
 "WHERE r.ctid = ANY (ARRAY("
 "    SELECT s.ctid FROM %1$s AS s "
-"    WHERE s.expires_at <= $1 "
-"    ORDER BY s.expires_at "
+"    WHERE s.purge_after <= $3 AND s.expires_at <= $1 "
+"    ORDER BY s.purge_after "
 "    LIMIT $2 "
 "    FOR UPDATE SKIP LOCKED)) "
 "  AND r.expires_at <= $1";
@@ -42,14 +49,15 @@ static const char *const purge_batch_sql =
 uint64
 storage_purge_batch(TimestampTz now, int batch_size)
 {
-	Oid			argtypes[2] = {TIMESTAMPTZOID, INT8OID};
-	Datum		values[2];
+	Oid			argtypes[3] = {TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID};
+	Datum		values[3];
 	SPIPlanPtr	plan;
 	int			ret;
 
-	plan = storage_plan(PLAN_PURGE_BATCH, purge_batch_sql, 2, argtypes);
+	plan = storage_plan(PLAN_PURGE_BATCH, purge_batch_sql, 3, argtypes);
 	values[0] = TimestampTzGetDatum(now);
 	values[1] = Int64GetDatum(batch_size);
+	values[2] = TimestampTzGetDatum(storage_slot_end(now));
 	ret = SPI_execute_plan(plan, values, NULL, false, 0);
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "could not purge expired records: %s",

@@ -18,6 +18,7 @@ PG_MODULE_MAGIC;
 
 int			storage_purge_batch_size = 10000;
 char	   *storage_test_now = NULL;
+int			storage_expiry_slot_width = 60;
 
 void		_PG_init(void);
 
@@ -31,6 +32,19 @@ _PG_init(void)
 							&storage_purge_batch_size,
 							10000, 1, 1000000,
 							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	/*
+	 * Wider slots make more saves with sliding expiry HOT updates; narrower
+	 * ones make the purge look at fewer not-yet-expired rows (see clock.c).
+	 */
+	DefineCustomIntVariable("storage.expiry_slot",
+							"Width of the expiry slots that the purge index groups records by.",
+							"A save that moves expires_at within one slot can be a HOT update. "
+							"0 indexes the exact expiry time.",
+							&storage_expiry_slot_width,
+							60, 0, 86400,
+							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	/*

@@ -28,9 +28,11 @@
 /* GUCs (storage.c) */
 extern int	storage_purge_batch_size;
 extern char *storage_test_now;
+extern int	storage_expiry_slot_width;
 
 /* clock.c: the one clock that decides liveness */
 extern TimestampTz storage_now(void);
+extern TimestampTz storage_slot_end(TimestampTz ts);
 
 /* ids.c */
 extern text *storage_id_arg(FunctionCallInfo fcinfo, int argno);
