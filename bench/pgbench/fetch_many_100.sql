@@ -1,0 +1,2 @@
+\set base random(0, :records / 100 - 1) * 100
+SELECT * FROM storage_fetch_many(ARRAY(SELECT 'user:' || (:base + g) FROM generate_series(1, 100) AS g));

@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# bench/run.sh: the benchmark harness.  Run as root on Debian 12; like the
+# test command it installs what it needs, builds, starts a throwaway
+# cluster as the unprivileged user, and cleans up.  Prints Markdown tables
+# (the README's Performance section carries them).
+#
+# Every comparison runs its variants interleaved (A B C A B C ...) and
+# reports medians and ratios, because the machine is shared and noisy.
+#
+# Knobs (environment): RUN_SECONDS (3), REPS (3), CLIENTS (4),
+# RECORDS (1000000), CHURN_SECONDS (600), SECTIONS (all: "fetch save sync
+# batch expiry churn memory client").
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
+
+RUN_SECONDS=${RUN_SECONDS:-3}
+REPS=${REPS:-3}
+CLIENTS=${CLIENTS:-4}
+RECORDS=${RECORDS:-1000000}
+CHURN_SECONDS=${CHURN_SECONDS:-600}
+SECTIONS=${SECTIONS:-"fetch save sync batch expiry churn memory client"}
+# 200 bytes of payload, as a bytea literal
+PAYLOAD="\\x$(printf '%0400d' 0 | tr 0 a)"
+
+BENCH_START=$(date +%s)
+log() { echo "[bench $(($(date +%s) - BENCH_START))s] $*" >&2; }
+
+sql() { as_user psql -X -q -At -v ON_ERROR_STOP=1 -d bench "$@"; }
+
+# pgbench_tps SCRIPT [extra pgbench args]: one run, prints tps
+pgbench_tps() {
+	local script=$1
+	shift
+	as_user pgbench -n -M prepared -c "$CLIENTS" -j 2 -T "$RUN_SECONDS" \
+		-D records="$RECORDS" -D clients="$CLIENTS" -D payload="$PAYLOAD" "$@" \
+		-f "$WORK/src/bench/pgbench/$script" bench 2>&1 |
+		awk '/^tps = / {print $3; found=1} END {if (!found) print "0"}'
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print 0; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+# compare TITLE UNIT MULT SCRIPT... : interleaved runs; first script is the
+# one the others are compared with ("vs first" column), MULT converts
+# transactions to the unit (e.g. 100 records per transaction).
+compare() {
+	local title=$1 unit=$2 mult=$3 rep s
+	shift 3
+	local scripts=("$@")
+	declare -A runs=()
+	for ((rep = 1; rep <= REPS; rep++)); do
+		for s in "${scripts[@]}"; do
+			runs[$s]="${runs[$s]:-} $(pgbench_tps "$s")"
+		done
+	done
+	echo
+	echo "#### $title"
+	echo
+	echo "| variant | median $unit | runs | vs ${scripts[0]%.sql} |"
+	echo "|---|---:|---|---:|"
+	local base
+	base=$(echo "${runs[${scripts[0]}]}" | tr ' ' '\n' | grep . | median)
+	for s in "${scripts[@]}"; do
+		local m
+		m=$(echo "${runs[$s]}" | tr ' ' '\n' | grep . | median)
+		printf '| %s | %.0f | %s | %.2f |\n' "${s%.sql}" "$(echo "$m * $mult" | bc -l)" \
+			"$(echo "${runs[$s]}" | awk '{for (i=1;i<=NF;i++) printf "%s%.0f", (i>1?" ":""), $i}')" \
+			"$(echo "$m / $base" | bc -l)"
+	done
+}
+
+setup_cluster() {
+	start_cluster bench \
+		"shared_buffers = 2GB" \
+		"synchronous_commit = off" \
+		"max_wal_size = 16GB" \
+		"checkpoint_timeout = 30min" \
+		"shared_preload_libraries = 'storage'" \
+		"storage.autopurge = off" \
+		"max_connections = 50"
+	as_user psql -X -q -d postgres -c "CREATE DATABASE bench"
+	sql -c "CREATE EXTENSION storage" 2>/dev/null
+	sql -f "$WORK/src/bench/plpgsql_storage.sql"
+	log "loading $RECORDS records of ~200 bytes into storage_records and raw_records"
+	sql -c "INSERT INTO storage_records (id, version, format, data)
+	        SELECT 'user:' || i, 1, 'raw', decode(repeat(md5(i::text), 12) || 'abcdabcd', 'hex')
+	          FROM generate_series(1, $RECORDS) AS i"
+	sql -c "INSERT INTO raw_records SELECT id, version, expires_at, format, data FROM storage_records"
+	sql -c "VACUUM ANALYZE storage_records" -c "VACUUM ANALYZE raw_records" -c "CHECKPOINT"
+}
+
+section_fetch() {
+	log "fetch"
+	compare "Fetch one record by id (transactions/s, $CLIENTS clients)" "tx/s" 1 \
+		fetch_raw.sql fetch_storage.sql fetch_plpgsql.sql select1.sql
+}
+
+section_save() {
+	log "save"
+	compare "Unversioned save (expect_version -1), synchronous_commit off" "tx/s" 1 \
+		save_any_raw.sql save_any_storage.sql save_any_plpgsql.sql
+	compare "Create (expect_version 0), synchronous_commit off" "tx/s" 1 \
+		save_create_raw.sql save_create_storage.sql save_create_plpgsql.sql
+	compare "Versioned save (read version, save with it), synchronous_commit off" "tx/s" 1 \
+		save_versioned_raw.sql save_versioned_storage.sql save_versioned_plpgsql.sql
+}
+
+section_sync() {
+	log "save with synchronous_commit on"
+	sql -c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_reload_conf()" >/dev/null
+	compare "Unversioned save, synchronous_commit on" "tx/s" 1 \
+		save_any_raw.sql save_any_storage.sql save_any_plpgsql.sql
+	sql -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf()" >/dev/null
+}
+
+section_batch() {
+	local k
+	log "batch"
+	{
+		echo '\set base random(0, :records / 100 - 1) * 100'
+		for ((k = 1; k <= 100; k++)); do
+			echo "SELECT storage_save('user:' || (:base + $k), :payload);"
+		done
+	} >"$WORK/src/bench/pgbench/save_single_100.sql"
+	{
+		echo '\set base random(0, :records / 100 - 1) * 100'
+		for ((k = 1; k <= 100; k++)); do
+			echo "SELECT * FROM storage_fetch('user:' || (:base + $k));"
+		done
+	} >"$WORK/src/bench/pgbench/fetch_single_100.sql"
+	chown "$RUN_USER" "$WORK"/src/bench/pgbench/*_100.sql
+	compare "Save 100 records: 100 single calls vs one storage_save_many (records/s)" "records/s" 100 \
+		save_single_100.sql save_many_100.sql
+	compare "Fetch 100 records: 100 single calls vs one storage_fetch_many (records/s)" "records/s" 100 \
+		fetch_single_100.sql fetch_many_100.sql
+}
+
+# load_expired N: N expired records spread over the last two hours
+load_expired() {
+	sql -c "INSERT INTO storage_records (id, version, expires_at, data)
+	        SELECT 'exp:' || i, 1, now() - interval '2 hours' + (i % 3600) * interval '1 second',
+	               decode(repeat(md5(i::text), 12) || 'abcdabcd', 'hex')
+	          FROM generate_series(1, $1) AS i" -c "VACUUM ANALYZE storage_records"
+}
+
+expired_left() { sql -c "SELECT count(*) FROM storage_records WHERE id LIKE 'exp:%'"; }
+
+# latency_run NAME SECONDS: fetch load with per-transaction logging, in the
+# background; latency_stats NAME [FROM TO] prints "p50 p99 count" (ms) of
+# the transactions that ended between epoch seconds FROM and TO.
+latency_run() {
+	local dir="$WORK/lat_$1"
+	as_user mkdir -p "$dir"
+	(cd "$dir" && as_user pgbench -n -M prepared -c 4 -j 2 -T "$2" -l \
+		-D records="$RECORDS" -f "$WORK/src/bench/pgbench/fetch_storage.sql" bench >/dev/null 2>&1)
+}
+
+latency_stats() {
+	cat "$WORK/lat_$1"/pgbench_log.* |
+		awk -v from="${2:-0}" -v to="${3:-1e12}" '{t = $5 + $6 / 1e6} t >= from && t <= to {print $3}' |
+		sort -n |
+		awk '{a[NR]=$1} END {if (NR == 0) print "0 0 0"; else printf "%.3f %.3f %d\n", a[int(NR*0.5)+1]/1000, a[int(NR*0.99)+1]/1000, NR}'
+}
+
+# purge_loop: storage_purge_expired(batch) in its own transaction, repeated
+purge_loop() {
+	local batch=$1 n
+	for ((n = 0; n < 400; n++)); do echo "SELECT storage_purge_expired($batch);"; done |
+		as_user psql -X -q -At -d bench | awk '{s+=$1} END {print s+0}'
+}
+
+section_expiry() {
+	local t0 t1 purged n lat_idle lat_busy rate
+	log "expiry: loading $RECORDS expired records beside $RECORDS live ones"
+	load_expired "$RECORDS"
+	echo
+	echo "#### Expiry: $RECORDS expired + $RECORDS live records"
+	echo
+	echo "| measurement | value |"
+	echo "|---|---:|"
+	t0=$(date +%s.%N)
+	purged=$(purge_loop 10000)
+	t1=$(date +%s.%N)
+	printf '| storage_purge_expired(10000) in a loop, one transaction each, alone | %.0f rows/s (%d rows) |\n' \
+		"$(echo "$purged / ($t1 - $t0)" | bc -l)" "$purged"
+	if sql -c "SHOW storage.purge_interval" >/dev/null 2>&1; then
+		load_expired "$RECORDS"
+		sql -c "ALTER SYSTEM SET storage.autopurge = on" -c "ALTER SYSTEM SET storage.purge_interval = '1s'" \
+			-c "SELECT pg_reload_conf()" >/dev/null
+		t0=$(date +%s.%N)
+		while [ "$(expired_left)" -gt 0 ] && [ "$(echo "$(date +%s.%N) - $t0 < 300" | bc)" = 1 ]; do
+			sleep 0.2
+		done
+		t1=$(date +%s.%N)
+		printf '| background worker, alone (batch %s) | %.0f rows/s |\n' \
+			"$(sql -c 'SHOW storage.purge_batch_size')" "$(echo "$RECORDS / ($t1 - $t0)" | bc -l)"
+		sql -c "ALTER SYSTEM SET storage.autopurge = off" -c "SELECT pg_reload_conf()" >/dev/null
+	else
+		echo "| background worker | not built in this version |"
+	fi
+	latency_run idle 8
+	lat_idle=$(latency_stats idle)
+	load_expired "$RECORDS"
+	n=$(expired_left)
+	latency_run busy 30 &
+	sleep 2
+	t0=$(date +%s.%N)
+	if sql -c "SHOW storage.purge_interval" >/dev/null 2>&1; then
+		sql -c "ALTER SYSTEM SET storage.autopurge = on" -c "SELECT pg_reload_conf()" >/dev/null
+		while [ "$(expired_left)" -gt 0 ] && [ "$(echo "$(date +%s.%N) - $t0 < 25" | bc)" = 1 ]; do
+			sleep 0.2
+		done
+		sql -c "ALTER SYSTEM SET storage.autopurge = off" -c "SELECT pg_reload_conf()" >/dev/null
+		purger="the worker"
+	else
+		purge_loop 10000 >/dev/null
+		purger="a storage_purge_expired(10000) loop"
+	fi
+	t1=$(date +%s.%N)
+	wait
+	lat_busy=$(latency_stats busy "$t0" "$t1")
+	rate=$(echo "($n - $(expired_left)) / ($t1 - $t0)" | bc -l)
+	printf '| fetch p50 / p99, 4 clients, no purge running | %s / %s ms |\n' $(echo "$lat_idle" | cut -d' ' -f1,2)
+	printf '| fetch p50 / p99, 4 clients, while %s purges | %s / %s ms |\n' "$purger" $(echo "$lat_busy" | cut -d' ' -f1,2)
+	printf '| fetch p99 while purging / idle | %.2f |\n' "$(echo "$(echo "$lat_busy" | cut -d' ' -f2) / $(echo "$lat_idle" | cut -d' ' -f2)" | bc -l)"
+	printf '| rows purged per second under that fetch load | %.0f |\n' "$rate"
+	sql -c "DELETE FROM storage_records WHERE id LIKE 'exp:%'" -c "VACUUM storage_records" >/dev/null
+}
+
+# RssAnon (private memory) of one session across 1,000,000 storage_save calls
+section_memory() {
+	local out
+	log "memory"
+	out=$(as_user psql -X -q -At -d bench <<'SQL'
+SELECT pg_backend_pid() AS pid \gset
+\setenv PID :pid
+SELECT count(storage_save('mem:' || (i % 10000), '\x00')) FROM generate_series(1, 100000) AS i;
+\! echo "at_100k $(awk '/RssAnon/ {print $2}' /proc/$PID/status)"
+SELECT count(storage_save('mem:' || (i % 10000), '\x00')) FROM generate_series(1, 100000) AS i;
+SELECT count(storage_save('mem:' || (i % 10000), '\x00')) FROM generate_series(1, 100000) AS i;
+SELECT count(storage_save('mem:' || (i % 10000), '\x00')) FROM generate_series(1, 100000) AS i;
+SELECT count(storage_save('mem:' || (i % 10000), '\x00')) FROM generate_series(1, 100000) AS i;
+SELECT count(storage_save('mem:' || (i % 10000), '\x00')) FROM generate_series(1, 100000) AS i;
+SELECT count(storage_save('mem:' || (i % 10000), '\x00')) FROM generate_series(1, 100000) AS i;
+SELECT count(storage_save('mem:' || (i % 10000), '\x00')) FROM generate_series(1, 100000) AS i;
+SELECT count(storage_save('mem:' || (i % 10000), '\x00')) FROM generate_series(1, 100000) AS i;
+SELECT count(storage_save('mem:' || (i % 10000), '\x00')) FROM generate_series(1, 100000) AS i;
+\! echo "at_1m $(awk '/RssAnon/ {print $2}' /proc/$PID/status)"
+SQL
+)
+	echo
+	echo "#### Memory: one session, 1,000,000 storage_save calls (10 statements of 100,000)"
+	echo
+	echo "| after | backend RssAnon |"
+	echo "|---|---:|"
+	echo "$out" | awk '/^at_100k/ {printf "| 100,000 calls | %s kB |\n", $2} /^at_1m/ {printf "| 1,000,000 calls | %s kB |\n", $2}'
+	sql -c "DELETE FROM storage_records WHERE id LIKE 'mem:%'" >/dev/null
+}
+
+main() {
+	need_root
+	install_deps
+	command -v bc >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bc >/dev/null
+	trap cleanup EXIT
+	prepare_copy
+	build_install
+	setup_cluster
+	echo "### Benchmark results"
+	echo
+	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(as_user psql -X -At -d bench -c 'SELECT version()' | cut -d, -f1)," \
+		"$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB;" \
+		"$RECORDS records of ~200 bytes; pgbench -M prepared, $CLIENTS clients," \
+		"${RUN_SECONDS}s runs, $REPS interleaved repetitions, medians."
+	local s
+	for s in $SECTIONS; do
+		if declare -F "section_$s" >/dev/null; then
+			"section_$s"
+		else
+			log "section $s not available"
+		fi
+	done
+	echo
+	log "done in $(($(date +%s) - BENCH_START))s"
+}
+
+main "$@"
