@@ -226,6 +226,62 @@ section_expiry() {
 	sql -c "DELETE FROM storage_records WHERE id LIKE 'exp:%'" -c "VACUUM storage_records" >/dev/null
 }
 
+# churn_stats: "total_bytes table_bytes index_bytes dead_tuples updates hot_updates"
+churn_stats() {
+	sql -c "SELECT pg_stat_clear_snapshot()" >/dev/null
+	sql -c "SELECT pg_total_relation_size(c.oid), pg_relation_size(c.oid), pg_indexes_size(c.oid),
+	               s.n_dead_tup, s.n_tup_upd, s.n_tup_hot_upd
+	          FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid
+	         WHERE c.oid = 'storage_records'::regclass" | tr '|' ' '
+}
+
+# Steady mixed load on SESSIONS sessions with sliding expiry: save (50%),
+# touch (30%), delete (10%) and short-lived records that expire (10%).
+section_churn() {
+	local sessions=${SESSIONS_ACTIVE:-10000} rate=${CHURN_RATE:-2000} start end purger_pid=""
+	if ! sql -c "SELECT 'storage_touch(text,timestamptz,bigint)'::regprocedure" >/dev/null 2>&1; then
+		log "churn: storage_touch is not available, skipped"
+		return
+	fi
+	log "churn: ${CHURN_SECONDS}s at $rate tx/s over $sessions sessions"
+	sql -c "DELETE FROM storage_records WHERE id NOT LIKE 'user:%'" -c "VACUUM ANALYZE storage_records" >/dev/null
+	sql -c "SELECT count(storage_save('sess:' || i, decode(repeat('ab', 200), 'hex'), -1,
+	                                  now() + interval '30 minutes'))
+	          FROM generate_series(1, $sessions) AS i" >/dev/null
+	sql -c "VACUUM ANALYZE storage_records" -c "SELECT pg_stat_reset()" >/dev/null
+	sleep 1
+	start=$(churn_stats)
+	if sql -c "SHOW storage.purge_interval" >/dev/null 2>&1; then
+		sql -c "ALTER SYSTEM SET storage.autopurge = on" -c "ALTER SYSTEM SET storage.purge_interval = '1s'" \
+			-c "SELECT pg_reload_conf()" >/dev/null
+	else
+		(while sleep 1; do sql -c "SELECT storage_purge_expired()" >/dev/null 2>&1 || break; done) &
+		purger_pid=$!
+	fi
+	as_user pgbench -n -M prepared -c 4 -j 2 -T "$CHURN_SECONDS" -R "$rate" \
+		-D sessions="$sessions" -D payload="$PAYLOAD" \
+		-f "$WORK/src/bench/pgbench/churn_save.sql@50" -f "$WORK/src/bench/pgbench/churn_touch.sql@30" \
+		-f "$WORK/src/bench/pgbench/churn_delete.sql@10" -f "$WORK/src/bench/pgbench/churn_expire.sql@10" \
+		bench >"$WORK/churn.log" 2>&1
+	[ -n "$purger_pid" ] && kill "$purger_pid" 2>/dev/null
+	sql -c "ALTER SYSTEM SET storage.autopurge = off" -c "SELECT pg_reload_conf()" >/dev/null 2>&1
+	sleep 1
+	end=$(churn_stats)
+	echo
+	echo "#### Churn: ${CHURN_SECONDS}s at $rate tx/s (save 50%, touch 30%, delete 10%, 5-second records 10%) over $sessions sessions beside $RECORDS records"
+	echo
+	echo "| | start | end | end / start |"
+	echo "|---|---:|---:|---:|"
+	paste <(echo "$start" | tr ' ' '\n') <(echo "$end" | tr ' ' '\n') |
+		awk 'BEGIN {split("table+indexes (MB)|heap (MB)|indexes (MB)|dead tuples", n, "|")}
+		     NR <= 3 {printf "| %s | %.1f | %.1f | %.2f |\n", n[NR], $1/1048576, $2/1048576, ($1 ? $2/$1 : 0)}
+		     NR == 4 {printf "| %s | %d | %d | |\n", n[NR], $1, $2}
+		     NR == 5 {upd = $2} NR == 6 {hot = $2}
+		     END {printf "| updates during the run (HOT) | | %d (%.1f%% HOT) | |\n", upd, (upd ? 100*hot/upd : 0)}'
+	echo
+	echo "pgbench: $(grep -E '^(tps|number of transactions actually processed)' "$WORK/churn.log" | tr '\n' ' ')"
+}
+
 # RssAnon (private memory) of one session across 1,000,000 storage_save calls
 section_memory() {
 	local out

@@ -1,0 +1,2 @@
+\set id random(1, :sessions)
+SELECT storage_delete('sess:' || :id);
