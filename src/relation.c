@@ -69,8 +69,8 @@ extension_schema(Oid extoid)
 	return nspoid;
 }
 
-static void
-rebuild_cache(void)
+static bool
+rebuild_cache(bool missing_ok)
 {
 	Oid			extoid;
 	Oid			nspoid;
@@ -89,6 +89,8 @@ rebuild_cache(void)
 	cached_relid = InvalidOid;
 
 	extoid = get_extension_oid("storage", true);
+	if (!OidIsValid(extoid) && missing_ok)
+		return false;
 	if (!OidIsValid(extoid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -96,6 +98,8 @@ rebuild_cache(void)
 				 errhint("Run CREATE EXTENSION storage.")));
 	nspoid = extension_schema(extoid);
 	relid = get_relname_relid(RECORDS_TABLE, nspoid);
+	if (!OidIsValid(relid) && missing_ok)
+		return false;
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -114,6 +118,7 @@ rebuild_cache(void)
 		callback_registered = true;
 	}
 	cache_stale = false;
+	return true;
 }
 
 /* The records table's schema-qualified, quoted name. */
@@ -121,19 +126,15 @@ const char *
 storage_records_table(void)
 {
 	if (cache_stale)
-		rebuild_cache();
+		rebuild_cache(false);
 	return cached_table_name;
 }
 
 Oid
 storage_records_relid(bool missing_ok)
 {
-	if (cache_stale)
-	{
-		if (missing_ok && !OidIsValid(get_extension_oid("storage", true)))
-			return InvalidOid;
-		rebuild_cache();
-	}
+	if (cache_stale && !rebuild_cache(missing_ok))
+		return InvalidOid;
 	return cached_relid;
 }
 
