@@ -36,7 +36,9 @@ install_deps() {
 		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
 	apt-get update -qq
 	# shellcheck disable=SC2086
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+		$missing >/dev/null
 	id "$RUN_USER" >/dev/null 2>&1 || die "user $RUN_USER missing after installing PostgreSQL"
 }
 
