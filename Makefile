@@ -36,3 +36,17 @@ include $(PGXS)
 
 # PGXS tracks no header dependencies: every object depends on the shared header.
 $(OBJS): src/storage.h
+
+# The client library (src/client, see its Makefile) is built and installed
+# with the extension.  Its install goes to /usr/local unless PREFIX= or
+# DESTDIR= say otherwise.
+all: client
+install: client-install
+clean: client-clean
+client:
+	$(MAKE) -C src/client
+client-install: client
+	$(MAKE) -C src/client install
+client-clean:
+	$(MAKE) -C src/client clean
+.PHONY: client client-install client-clean

@@ -63,10 +63,6 @@ build_install() {
 		{ cat "$WORK/build.log"; die "build failed"; }
 	make -s -C "$WORK/src" install >>"$WORK/build.log" 2>&1 ||
 		{ cat "$WORK/build.log"; die "install failed"; }
-	if [ -f "$WORK/src/src/client/Makefile" ]; then
-		make -s -C "$WORK/src/src/client" install >>"$WORK/build.log" 2>&1 ||
-			{ cat "$WORK/build.log"; die "client library install failed"; }
-	fi
 }
 
 # start_cluster NAME [postgresql.conf lines...]: a cluster in $WORK/NAME,

@@ -1,0 +1,273 @@
+/*-------------------------------------------------------------------------
+ *
+ * backend_memory.c
+ *	  The "memory:" backend: a private in-process hash table of records.
+ *	  Every storage_open("memory:") creates a new empty store that lives
+ *	  until storage_close().  The handle's mutex (held by client.c around
+ *	  every call) is the table's lock.
+ *
+ *	  This is the smallest complete backend: read it to see what a backend
+ *	  must implement (see also storage_backend.h).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage_backend.h"
+
+typedef struct mem_entry
+{
+	struct mem_entry *next;		/* hash chain */
+	uint64_t	hash;
+	storage_record rec;
+} mem_entry;
+
+typedef struct mem_state
+{
+	mem_entry **buckets;
+	size_t		nbuckets;		/* power of two */
+	size_t		nentries;
+} mem_state;
+
+/* FNV-1a */
+static uint64_t
+hash_id(const char *id)
+{
+	uint64_t	h = UINT64_C(14695981039346656037);
+
+	for (const unsigned char *p = (const unsigned char *) id; *p; p++)
+	{
+		h ^= *p;
+		h *= UINT64_C(1099511628211);
+	}
+	return h;
+}
+
+static storage_status
+mem_open(storage_client *h, const char *spec, void **state)
+{
+	mem_state  *ms;
+
+	(void) spec;
+	ms = calloc(1, sizeof(*ms));
+	if (ms == NULL)
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	ms->nbuckets = 64;
+	ms->buckets = calloc(ms->nbuckets, sizeof(mem_entry *));
+	if (ms->buckets == NULL)
+	{
+		free(ms);
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	}
+	*state = ms;
+	return STORAGE_OK;
+}
+
+static void
+mem_close(void *state)
+{
+	mem_state  *ms = state;
+
+	for (size_t i = 0; i < ms->nbuckets; i++)
+	{
+		mem_entry  *e = ms->buckets[i];
+
+		while (e)
+		{
+			mem_entry  *next = e->next;
+
+			storage_record_clear(&e->rec);
+			free(e);
+			e = next;
+		}
+	}
+	free(ms->buckets);
+	free(ms);
+}
+
+/* Pointer to the link pointing at the entry for id (or at the NULL end). */
+static mem_entry **
+mem_find(mem_state *ms, const char *id, uint64_t hash)
+{
+	mem_entry **link = &ms->buckets[hash & (ms->nbuckets - 1)];
+
+	while (*link && !((*link)->hash == hash && strcmp((*link)->rec.id, id) == 0))
+		link = &(*link)->next;
+	return link;
+}
+
+static void
+mem_grow(mem_state *ms)
+{
+	size_t		newn = ms->nbuckets * 2;
+	mem_entry **nb = calloc(newn, sizeof(mem_entry *));
+
+	if (nb == NULL)
+		return;					/* keep the old table: slower, still correct */
+	for (size_t i = 0; i < ms->nbuckets; i++)
+	{
+		mem_entry  *e = ms->buckets[i];
+
+		while (e)
+		{
+			mem_entry  *next = e->next;
+
+			e->next = nb[e->hash & (newn - 1)];
+			nb[e->hash & (newn - 1)] = e;
+			e = next;
+		}
+	}
+	free(ms->buckets);
+	ms->buckets = nb;
+	ms->nbuckets = newn;
+}
+
+static void
+mem_remove(mem_state *ms, mem_entry **link)
+{
+	mem_entry  *e = *link;
+
+	*link = e->next;
+	storage_record_clear(&e->rec);
+	free(e);
+	ms->nentries--;
+}
+
+static storage_status
+mem_fetch(storage_client *h, void *state, const char *id, storage_record *out)
+{
+	mem_state  *ms = state;
+	mem_entry  *e = *mem_find(ms, id, hash_id(id));
+
+	if (e == NULL || !storage_is_live(e->rec.expires_at, storage_clock_now(h)))
+		return storage_error(h, STORAGE_NOT_FOUND, "record \"%s\" not found", id);
+	if (!storage_record_copy(out, &e->rec))
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	return STORAGE_OK;
+}
+
+static storage_status
+mem_save(storage_client *h, void *state, storage_record *rec, int64_t expect)
+{
+	mem_state  *ms = state;
+	uint64_t	hash = hash_id(rec->id);
+	mem_entry **link = mem_find(ms, rec->id, hash);
+	int64_t		live_version = 0;
+	int64_t		new_version;
+	storage_record copy;
+	storage_status st;
+
+	if (*link && storage_is_live((*link)->rec.expires_at, storage_clock_now(h)))
+		live_version = (*link)->rec.version;
+	st = storage_save_rule(h, rec->id, live_version, expect, &new_version);
+	if (st != STORAGE_OK)
+		return st;
+
+	if (!storage_record_copy(&copy, rec))
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	copy.version = new_version;
+	if (*link)
+	{
+		storage_record_clear(&(*link)->rec);
+		(*link)->rec = copy;
+	}
+	else
+	{
+		mem_entry  *e = calloc(1, sizeof(*e));
+
+		if (e == NULL)
+		{
+			storage_record_clear(&copy);
+			return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+		}
+		e->hash = hash;
+		e->rec = copy;
+		*link = e;
+		if (++ms->nentries > ms->nbuckets)
+			mem_grow(ms);
+	}
+	rec->version = new_version;
+	return STORAGE_OK;
+}
+
+static storage_status
+mem_delete(storage_client *h, void *state, const char *id, bool *deleted)
+{
+	mem_state  *ms = state;
+	mem_entry **link = mem_find(ms, id, hash_id(id));
+
+	if (*link)
+	{
+		*deleted = storage_is_live((*link)->rec.expires_at, storage_clock_now(h));
+		mem_remove(ms, link);
+	}
+	return STORAGE_OK;
+}
+
+static storage_status
+mem_purge(storage_client *h, void *state, int64_t max_rows, int64_t *count)
+{
+	mem_state  *ms = state;
+	int64_t		now = storage_clock_now(h);
+
+	for (size_t i = 0; i < ms->nbuckets; i++)
+	{
+		mem_entry **link = &ms->buckets[i];
+
+		while (*link)
+		{
+			if (max_rows > 0 && *count >= max_rows)
+				return STORAGE_OK;
+			if (!storage_is_live((*link)->rec.expires_at, now))
+			{
+				mem_remove(ms, link);
+				(*count)++;
+			}
+			else
+				link = &(*link)->next;
+		}
+	}
+	return STORAGE_OK;
+}
+
+static storage_status
+mem_list(storage_client *h, void *state, const char *prefix,
+		 storage_record **out, size_t *n)
+{
+	mem_state  *ms = state;
+	int64_t		now = storage_clock_now(h);
+	size_t		plen = strlen(prefix);
+	storage_record *recs;
+
+	recs = calloc(ms->nentries ? ms->nentries : 1, sizeof(storage_record));
+	if (recs == NULL)
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	*out = recs;
+	for (size_t i = 0; i < ms->nbuckets; i++)
+	{
+		for (mem_entry *e = ms->buckets[i]; e; e = e->next)
+		{
+			if (strncmp(e->rec.id, prefix, plen) != 0 ||
+				!storage_is_live(e->rec.expires_at, now))
+				continue;
+			if (!storage_record_copy(&recs[*n], &e->rec))
+				return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+			(*n)++;
+		}
+	}
+	qsort(recs, *n, sizeof(storage_record), storage_record_cmp);
+	return STORAGE_OK;
+}
+
+const storage_backend_ops storage_memory_backend = {
+	.name = "memory",
+	.clock_is_server = false,
+	.open = mem_open,
+	.close = mem_close,
+	.fetch = mem_fetch,
+	.save = mem_save,
+	.delete = mem_delete,
+	.purge_expired = mem_purge,
+	.list = mem_list,
+};

@@ -1,0 +1,556 @@
+/*-------------------------------------------------------------------------
+ *
+ * backend_pg.c
+ *	  The PostgreSQL backend: calls the storage extension's SQL functions
+ *	  (storage_save, storage_fetch, storage_delete, storage_purge_expired,
+ *	  storage_list) through libpq prepared statements with binary
+ *	  parameters and results.
+ *
+ *	  One PGconn per handle; the handle's mutex serializes its use.  Expiry
+ *	  is judged by the server's clock (storage_now() in the extension), so
+ *	  an injected client clock is refused.
+ *
+ *	  Lost connections: before each call the connection is polled
+ *	  (PQconsumeInput) and, if the server has closed it or announced with
+ *	  a FATAL message that it will (restart, pg_terminate_backend), it is
+ *	  reset and the statements re-prepared before anything is sent.  If the
+ *	  connection breaks during a call, a read (fetch, list) is retried once
+ *	  on a new connection; a write reports STORAGE_BACKEND_ERROR (its
+ *	  outcome is unknown, it is never retried) and the next call
+ *	  reconnects.
+ *
+ *	  SQLSTATEs: SV001 -> VERSION_CONFLICT, SV002 -> NOT_FOUND, SV003 ->
+ *	  ALREADY_EXISTS, SV004 -> COMPARE_FAILED, 22004/22023/22003 ->
+ *	  INVALID_ARGUMENT, anything else -> BACKEND_ERROR with the server's
+ *	  message.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "storage_backend.h"
+
+/* type OIDs (pg_type.h is a server header) */
+#define BOOLOID			16
+#define BYTEAOID		17
+#define INT8OID			20
+#define TEXTOID			25
+#define TIMESTAMPTZOID	1184
+
+/* usec between the Unix epoch and the PostgreSQL epoch (2000-01-01) */
+#define PG_EPOCH_OFFSET INT64_C(946684800000000)
+
+typedef struct pg_stmt
+{
+	const char *name;
+	const char *sql;
+	int			nparams;
+	Oid			types[5];
+} pg_stmt;
+
+enum
+{
+	STMT_SAVE, STMT_FETCH, STMT_DELETE, STMT_PURGE, STMT_LIST, NSTMTS
+};
+
+static const pg_stmt stmts[NSTMTS] = {
+	[STMT_SAVE] = {"storage_client_save",
+		"SELECT storage_save($1, $2, $3, $4, $5)",
+	5, {TEXTOID, BYTEAOID, INT8OID, TIMESTAMPTZOID, TEXTOID}},
+	[STMT_FETCH] = {"storage_client_fetch",
+		"SELECT id, version, expires_at, format, data FROM storage_fetch($1)",
+	1, {TEXTOID}},
+	[STMT_DELETE] = {"storage_client_delete",
+		"SELECT storage_delete($1)",
+	1, {TEXTOID}},
+	[STMT_PURGE] = {"storage_client_purge",
+		"SELECT storage_purge_expired($1)",
+	1, {INT8OID}},
+	[STMT_LIST] = {"storage_client_list",
+		"SELECT id, version, expires_at, format, data FROM storage_list($1)",
+	1, {TEXTOID}},
+};
+
+typedef struct pg_state
+{
+	PGconn	   *conn;
+	bool		prepared;		/* statements exist on this connection */
+	bool		doomed;			/* the server said FATAL while we were idle */
+} pg_state;
+
+/* ---- binary conversions ------------------------------------------------ */
+
+static void
+put_be64(char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (char) (v >> (56 - 8 * i));
+}
+
+static uint64_t
+get_be64(const char *p)
+{
+	uint64_t	v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | (unsigned char) p[i];
+	return v;
+}
+
+/* Binary timestamptz -> our expires_at. */
+static int64_t
+pg_to_expires(PGresult *res, int row, int col)
+{
+	int64_t		pg,
+				unix_us;
+
+	if (PQgetisnull(res, row, col) || PQgetlength(res, row, col) != 8)
+		return STORAGE_NEVER;
+	pg = (int64_t) get_be64(PQgetvalue(res, row, col));
+	if (pg == INT64_MAX)		/* 'infinity' */
+		return STORAGE_NEVER;
+	if (__builtin_add_overflow(pg, PG_EPOCH_OFFSET, &unix_us))
+		return pg > 0 ? INT64_MAX : INT64_MIN + 1;
+	return unix_us;
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+static storage_status
+map_sqlstate(const char *sqlstate)
+{
+	static const struct
+	{
+		const char *code;
+		storage_status st;
+	}			map[] = {
+		{"SV001", STORAGE_VERSION_CONFLICT},
+		{"SV002", STORAGE_NOT_FOUND},
+		{"SV003", STORAGE_ALREADY_EXISTS},
+		{"SV004", STORAGE_COMPARE_FAILED},
+		{"22004", STORAGE_INVALID_ARGUMENT},
+		{"22023", STORAGE_INVALID_ARGUMENT},
+		{"22003", STORAGE_INVALID_ARGUMENT},
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(sqlstate, map[i].code) == 0)
+			return map[i].st;
+	return STORAGE_BACKEND_ERROR;
+}
+
+/* Trim libpq's trailing newline for messages. */
+static const char *
+conn_message(PGconn *conn, char *buf, size_t size)
+{
+	size_t		len;
+
+	snprintf(buf, size, "%s", PQerrorMessage(conn));
+	len = strlen(buf);
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
+		buf[--len] = '\0';
+	return buf;
+}
+
+/* ---- connection -------------------------------------------------------- */
+
+static storage_status
+prepare_all(storage_client *h, pg_state *ps)
+{
+	for (int i = 0; i < NSTMTS; i++)
+	{
+		PGresult   *res = PQprepare(ps->conn, stmts[i].name, stmts[i].sql,
+									stmts[i].nparams, stmts[i].types);
+
+		if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
+		{
+			char		buf[512];
+			const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+			storage_error(h, STORAGE_BACKEND_ERROR,
+						  "could not prepare %s: %s (is the storage extension installed and in search_path?)",
+						  stmts[i].name,
+						  msg ? msg : conn_message(ps->conn, buf, sizeof(buf)));
+			PQclear(res);
+			return STORAGE_BACKEND_ERROR;
+		}
+		PQclear(res);
+	}
+	ps->prepared = true;
+	return STORAGE_OK;
+}
+
+/*
+ * Make sure the connection is usable and the statements are prepared,
+ * reconnecting if the server has closed the connection.  Nothing has been
+ * sent for the caller's operation yet.
+ */
+static storage_status
+ensure_ready(storage_client *h, pg_state *ps)
+{
+	/*
+	 * Notice a connection the server closed while we were idle (restart,
+	 * pg_terminate_backend): its farewell message and the EOF are waiting
+	 * on the socket.  Read and parse whatever is pending until the socket
+	 * is quiet or the connection is known to be bad.
+	 */
+	for (int i = 0; i < 8 && PQstatus(ps->conn) == CONNECTION_OK; i++)
+	{
+		struct pollfd pfd = {.fd = PQsocket(ps->conn), .events = POLLIN};
+		PGnotify   *notify;
+
+		if (pfd.fd < 0 || poll(&pfd, 1, 0) <= 0)
+			break;
+		if (!PQconsumeInput(ps->conn))
+			break;
+		(void) PQisBusy(ps->conn);	/* parses pending async messages */
+		while ((notify = PQnotifies(ps->conn)) != NULL)
+			PQfreemem(notify);
+	}
+	if (PQstatus(ps->conn) != CONNECTION_OK || ps->doomed)
+	{
+		char		buf[512];
+
+		ps->prepared = false;
+		ps->doomed = false;
+		PQreset(ps->conn);
+		if (PQstatus(ps->conn) != CONNECTION_OK)
+			return storage_error(h, STORAGE_BACKEND_ERROR,
+								 "could not reconnect to the server: %s",
+								 conn_message(ps->conn, buf, sizeof(buf)));
+	}
+	if (!ps->prepared)
+		return prepare_all(h, ps);
+	return STORAGE_OK;
+}
+
+/*
+ * Run a prepared statement.  On success *result holds a PGRES_TUPLES_OK
+ * result.  is_read allows one transparent retry after a lost connection.
+ */
+static storage_status
+run(storage_client *h, pg_state *ps, int stmt, const char *const *values,
+	const int *lengths, bool is_read, PGresult **result)
+{
+	static const int formats[5] = {1, 1, 1, 1, 1};
+
+	*result = NULL;
+	for (int attempt = 0;; attempt++)
+	{
+		storage_status st = ensure_ready(h, ps);
+		PGresult   *res;
+		const char *sqlstate;
+
+		if (st != STORAGE_OK)
+			return st;
+		res = PQexecPrepared(ps->conn, stmts[stmt].name, stmts[stmt].nparams,
+							 values, lengths, formats, 1);
+		if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
+		{
+			*result = res;
+			return STORAGE_OK;
+		}
+		if (PQstatus(ps->conn) != CONNECTION_OK)
+		{
+			char		buf[512];
+
+			PQclear(res);
+			ps->prepared = false;
+			if (is_read && attempt == 0)
+				continue;
+			return storage_error(h, STORAGE_BACKEND_ERROR,
+								 "connection to the server lost during %s%s: %s",
+								 stmts[stmt].name,
+								 is_read ? "" : " (the write may or may not have committed)",
+								 conn_message(ps->conn, buf, sizeof(buf)));
+		}
+		sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+		if (sqlstate == NULL)
+		{
+			char		buf[512];
+
+			PQclear(res);
+			return storage_error(h, STORAGE_BACKEND_ERROR, "%s failed: %s",
+								 stmts[stmt].name,
+								 conn_message(ps->conn, buf, sizeof(buf)));
+		}
+		else
+		{
+			const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+			const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+
+			st = storage_error(h, map_sqlstate(sqlstate), "%s%s%s (SQLSTATE %s)",
+							   primary ? primary : "error",
+							   detail ? ": " : "", detail ? detail : "",
+							   sqlstate);
+			PQclear(res);
+			return st;
+		}
+	}
+}
+
+/* Copy row `row` of a fetch/list result into rec. */
+static bool
+row_to_record(PGresult *res, int row, storage_record *rec)
+{
+	memset(rec, 0, sizeof(*rec));
+	if ((rec->id = strdup(PQgetvalue(res, row, 0))) == NULL)
+		return false;
+	rec->version = (int64_t) get_be64(PQgetvalue(res, row, 1));
+	rec->expires_at = pg_to_expires(res, row, 2);
+	if (!PQgetisnull(res, row, 3) &&
+		(rec->format = strdup(PQgetvalue(res, row, 3))) == NULL)
+		goto oom;
+	if (!PQgetisnull(res, row, 4))
+	{
+		size_t		len = (size_t) PQgetlength(res, row, 4);
+
+		if ((rec->data = malloc(len ? len : 1)) == NULL)
+			goto oom;
+		memcpy(rec->data, PQgetvalue(res, row, 4), len);
+		rec->data_len = len;
+	}
+	return true;
+oom:
+	storage_record_clear(rec);
+	return false;
+}
+
+static bool
+check_row_shape(PGresult *res)
+{
+	return PQnfields(res) == 5 && PQftype(res, 1) == INT8OID &&
+		PQftype(res, 2) == TIMESTAMPTZOID && PQftype(res, 4) == BYTEAOID;
+}
+
+/* ---- operations -------------------------------------------------------- */
+
+/*
+ * Notices are not printed.  An error the server sends while we are idle
+ * arrives here too: a FATAL one (e.g. 57P01 on shutdown or
+ * pg_terminate_backend) means the server is closing this connection, so
+ * the next call reconnects before sending anything, even if the socket's
+ * EOF has not arrived yet.
+ */
+static void
+notice_receiver(void *arg, const PGresult *res)
+{
+	pg_state   *ps = arg;
+	const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+
+	if (severity && (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0))
+		ps->doomed = true;
+}
+
+static storage_status
+pg_open(storage_client *h, const char *spec, void **state)
+{
+	static const char *const keys[] = {"dbname", "fallback_application_name", NULL};
+	const char *values[] = {spec, "storage_client", NULL};
+	pg_state   *ps;
+	storage_status st;
+
+	ps = calloc(1, sizeof(*ps));
+	if (ps == NULL)
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	ps->conn = PQconnectdbParams(keys, values, 1);
+	if (ps->conn == NULL || PQstatus(ps->conn) != CONNECTION_OK)
+	{
+		char		buf[512];
+
+		st = storage_error(h, STORAGE_BACKEND_ERROR,
+						   "could not connect to the server: %s",
+						   ps->conn ? conn_message(ps->conn, buf, sizeof(buf)) : "out of memory");
+		PQfinish(ps->conn);
+		free(ps);
+		return st;
+	}
+	/* server notices (and an idle connection's FATAL) must not go to stderr */
+	PQsetNoticeReceiver(ps->conn, notice_receiver, ps);
+	if ((st = prepare_all(h, ps)) != STORAGE_OK)
+	{
+		PQfinish(ps->conn);
+		free(ps);
+		return st;
+	}
+	*state = ps;
+	return STORAGE_OK;
+}
+
+static void
+pg_close(void *state)
+{
+	pg_state   *ps = state;
+
+	PQfinish(ps->conn);
+	free(ps);
+}
+
+static storage_status
+pg_fetch(storage_client *h, void *state, const char *id, storage_record *out)
+{
+	const char *values[1] = {id};
+	int			lengths[1] = {(int) strlen(id)};
+	PGresult   *res;
+	storage_status st;
+
+	if ((st = run(h, state, STMT_FETCH, values, lengths, true, &res)) != STORAGE_OK)
+		return st;
+	if (!check_row_shape(res))
+		st = storage_error(h, STORAGE_BACKEND_ERROR,
+						   "unexpected result shape from storage_fetch");
+	else if (PQntuples(res) == 0)
+		st = storage_error(h, STORAGE_NOT_FOUND, "record \"%s\" not found", id);
+	else if (!row_to_record(res, 0, out))
+		st = storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	PQclear(res);
+	return st;
+}
+
+static storage_status
+pg_save(storage_client *h, void *state, storage_record *rec, int64_t expect)
+{
+	char		expect_buf[8];
+	char		expires_buf[8];
+	const char *values[5];
+	int			lengths[5];
+	int64_t		pg_expires;
+	PGresult   *res;
+	storage_status st;
+
+	put_be64(expect_buf, (uint64_t) expect);
+	values[0] = rec->id;
+	lengths[0] = (int) strlen(rec->id);
+	if (rec->data_len > (size_t) INT32_MAX)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "data longer than %d bytes", INT32_MAX);
+	/* NULL data stays NULL; empty data must not look NULL to libpq */
+	values[1] = rec->data ? (const char *) rec->data : NULL;
+	lengths[1] = (int) rec->data_len;
+	values[2] = expect_buf;
+	lengths[2] = 8;
+	if (rec->expires_at == STORAGE_NEVER)
+	{
+		values[3] = NULL;
+		lengths[3] = 0;
+	}
+	else
+	{
+		if (__builtin_sub_overflow(rec->expires_at, PG_EPOCH_OFFSET, &pg_expires))
+			return storage_error(h, STORAGE_INVALID_ARGUMENT,
+								 "expires_at out of range");
+		put_be64(expires_buf, (uint64_t) pg_expires);
+		values[3] = expires_buf;
+		lengths[3] = 8;
+	}
+	values[4] = rec->format;
+	lengths[4] = rec->format ? (int) strlen(rec->format) : 0;
+
+	if ((st = run(h, state, STMT_SAVE, values, lengths, false, &res)) != STORAGE_OK)
+		return st;
+	if (PQntuples(res) != 1 || PQftype(res, 0) != INT8OID ||
+		PQgetisnull(res, 0, 0))
+		st = storage_error(h, STORAGE_BACKEND_ERROR,
+						   "unexpected result from storage_save");
+	else
+		rec->version = (int64_t) get_be64(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return st;
+}
+
+static storage_status
+pg_delete(storage_client *h, void *state, const char *id, bool *deleted)
+{
+	const char *values[1] = {id};
+	int			lengths[1] = {(int) strlen(id)};
+	PGresult   *res;
+	storage_status st;
+
+	if ((st = run(h, state, STMT_DELETE, values, lengths, false, &res)) != STORAGE_OK)
+		return st;
+	if (PQntuples(res) != 1 || PQftype(res, 0) != BOOLOID ||
+		PQgetisnull(res, 0, 0))
+		st = storage_error(h, STORAGE_BACKEND_ERROR,
+						   "unexpected result from storage_delete");
+	else
+		*deleted = PQgetvalue(res, 0, 0)[0] != 0;
+	PQclear(res);
+	return st;
+}
+
+static storage_status
+pg_purge(storage_client *h, void *state, int64_t max_rows, int64_t *count)
+{
+	char		max_buf[8];
+	const char *values[1] = {NULL};
+	int			lengths[1] = {0};
+	PGresult   *res;
+	storage_status st;
+
+	if (max_rows > 0)
+	{
+		put_be64(max_buf, (uint64_t) max_rows);
+		values[0] = max_buf;
+		lengths[0] = 8;
+	}
+	if ((st = run(h, state, STMT_PURGE, values, lengths, false, &res)) != STORAGE_OK)
+		return st;
+	if (PQntuples(res) != 1 || PQftype(res, 0) != INT8OID ||
+		PQgetisnull(res, 0, 0))
+		st = storage_error(h, STORAGE_BACKEND_ERROR,
+						   "unexpected result from storage_purge_expired");
+	else
+		*count = (int64_t) get_be64(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return st;
+}
+
+static storage_status
+pg_list(storage_client *h, void *state, const char *prefix,
+		storage_record **out, size_t *n)
+{
+	const char *values[1] = {prefix};
+	int			lengths[1] = {(int) strlen(prefix)};
+	PGresult   *res;
+	storage_status st;
+	int			ntuples;
+
+	if ((st = run(h, state, STMT_LIST, values, lengths, true, &res)) != STORAGE_OK)
+		return st;
+	if (!check_row_shape(res))
+	{
+		PQclear(res);
+		return storage_error(h, STORAGE_BACKEND_ERROR,
+							 "unexpected result shape from storage_list");
+	}
+	ntuples = PQntuples(res);
+	*out = calloc(ntuples ? (size_t) ntuples : 1, sizeof(storage_record));
+	if (*out == NULL)
+		st = storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	for (int i = 0; st == STORAGE_OK && i < ntuples; i++)
+	{
+		if (!row_to_record(res, i, &(*out)[i]))
+			st = storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+		else
+			(*n)++;
+	}
+	PQclear(res);
+	return st;
+}
+
+const storage_backend_ops storage_pg_backend = {
+	.name = "postgresql",
+	.clock_is_server = true,
+	.open = pg_open,
+	.close = pg_close,
+	.fetch = pg_fetch,
+	.save = pg_save,
+	.delete = pg_delete,
+	.purge_expired = pg_purge,
+	.list = pg_list,
+};

@@ -1,0 +1,622 @@
+/*-------------------------------------------------------------------------
+ *
+ * buckets.c
+ *	  The bucket/key layer with TTLs and locks, written once on top of the
+ *	  public provider operations (fetch, save, delete, list), so that every
+ *	  backend has it.  Key mapping as in the extension's SQL bucket
+ *	  functions: bucket {"b1","b2"} and key "k" are record id "b1/b2/k";
+ *	  lock "t" is record ".locks/t".
+ *
+ *	  Atomicity comes from the versioned save: create_val and acquire_lock
+ *	  save with expect_version 0, compare_and_swap_val saves with the
+ *	  version it compared.  upsert_items validates everything before
+ *	  writing anything, but its writes are separate saves: a backend error
+ *	  in the middle leaves the earlier items written.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "storage_backend.h"
+
+#define LOCKS_PREFIX	".locks/"
+#define ID_BUF			(STORAGE_MAX_ID_LEN + 2)
+
+/* ---- names ------------------------------------------------------------- */
+
+static storage_status
+check_name(storage_client *h, const char *what, const char *name)
+{
+	if (name == NULL)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "%s is NULL", what);
+	if (name[0] == '\0')
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "%s is empty", what);
+	if (strchr(name, '/') != NULL)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "%s \"%s\" contains '/'", what, name);
+	if (name[0] == '.')
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "%s \"%s\" starts with '.' (reserved)", what, name);
+	return STORAGE_OK;
+}
+
+/* Append s to buf (ID_BUF bytes) at *len; false if the id would be too long. */
+static bool
+append(char *buf, size_t *len, const char *s, size_t slen)
+{
+	if (*len + slen > STORAGE_MAX_ID_LEN)
+		return false;
+	memcpy(buf + *len, s, slen);
+	*len += slen;
+	buf[*len] = '\0';
+	return true;
+}
+
+/* "b1/b2/" (or "" for the root) into buf. */
+static storage_status
+bucket_prefix(storage_client *h, const char *const *bucket, size_t nbucket,
+			  char *buf, size_t *len)
+{
+	*len = 0;
+	buf[0] = '\0';
+	if (bucket == NULL && nbucket > 0)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "bucket is NULL");
+	for (size_t i = 0; i < nbucket; i++)
+	{
+		storage_status st = check_name(h, "bucket element", bucket[i]);
+
+		if (st != STORAGE_OK)
+			return st;
+		if (!append(buf, len, bucket[i], strlen(bucket[i])) ||
+			!append(buf, len, "/", 1))
+			return storage_error(h, STORAGE_INVALID_ARGUMENT,
+								 "bucket path is longer than %d bytes",
+								 STORAGE_MAX_ID_LEN);
+	}
+	return STORAGE_OK;
+}
+
+/* Record id of bucket + key into buf. */
+static storage_status
+key_id(storage_client *h, const char *const *bucket, size_t nbucket,
+	   const char *key, char *buf)
+{
+	size_t		len;
+	storage_status st;
+
+	if ((st = bucket_prefix(h, bucket, nbucket, buf, &len)) != STORAGE_OK)
+		return st;
+	if ((st = check_name(h, "key", key)) != STORAGE_OK)
+		return st;
+	if (!append(buf, &len, key, strlen(key)))
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "id of key \"%s\" is longer than %d bytes",
+							 key, STORAGE_MAX_ID_LEN);
+	return STORAGE_OK;
+}
+
+/* ttl (usec, 0 = none) -> expires_at */
+static storage_status
+ttl_expires(storage_client *h, int64_t ttl, int64_t *expires_at)
+{
+	if (ttl < 0)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "ttl must not be negative");
+	if (ttl == 0)
+	{
+		*expires_at = STORAGE_NEVER;
+		return STORAGE_OK;
+	}
+	if (__builtin_add_overflow(storage_now(h), ttl, expires_at))
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "ttl is too large");
+	if (*expires_at == STORAGE_NEVER)
+		*expires_at = 1;		/* a clock at the epoch: expired, not "never" */
+	return STORAGE_OK;
+}
+
+static storage_status
+check_val(storage_client *h, const void *val, size_t len)
+{
+	if (val == NULL && len != 0)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "value is NULL but its length is %zu", len);
+	return STORAGE_OK;
+}
+
+static void
+value_record(storage_record *rec, char *id, const void *val, size_t len,
+			 int64_t expires_at)
+{
+	memset(rec, 0, sizeof(*rec));
+	rec->id = id;
+	/* a NULL value of length 0 is stored as an empty value */
+	rec->data = (unsigned char *) (val ? val : "");
+	rec->data_len = len;
+	rec->expires_at = expires_at;
+	rec->format = NULL;
+}
+
+/* ---- values ------------------------------------------------------------ */
+
+static storage_status
+put_val(storage_client *h, const char *const *bucket, size_t nbucket,
+		const char *key, const void *val, size_t len, int64_t ttl,
+		int64_t expect)
+{
+	char		id[ID_BUF];
+	storage_record rec;
+	int64_t		expires_at;
+	storage_status st;
+
+	if (h == NULL)
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
+	if ((st = key_id(h, bucket, nbucket, key, id)) != STORAGE_OK ||
+		(st = check_val(h, val, len)) != STORAGE_OK ||
+		(st = ttl_expires(h, ttl, &expires_at)) != STORAGE_OK)
+		return st;
+	value_record(&rec, id, val, len, expires_at);
+	st = storage_save(h, &rec, expect);
+	if (st == STORAGE_VERSION_CONFLICT && expect == 0)
+		return storage_error(h, STORAGE_ALREADY_EXISTS,
+							 "key \"%s\" already exists", key);
+	return st;
+}
+
+storage_status
+storage_create_val(storage_client *h, const char *const *bucket, size_t nbucket,
+				   const char *key, const void *val, size_t val_len, int64_t ttl)
+{
+	return put_val(h, bucket, nbucket, key, val, val_len, ttl, 0);
+}
+
+storage_status
+storage_upsert_val(storage_client *h, const char *const *bucket, size_t nbucket,
+				   const char *key, const void *val, size_t val_len, int64_t ttl)
+{
+	return put_val(h, bucket, nbucket, key, val, val_len, ttl, -1);
+}
+
+storage_status
+storage_compare_and_swap_val(storage_client *h,
+							 const char *const *bucket, size_t nbucket,
+							 const char *key,
+							 const void *val, size_t val_len,
+							 const void *prev_val, size_t prev_len,
+							 int64_t ttl)
+{
+	char		id[ID_BUF];
+	int64_t		expires_at;
+	storage_status st;
+
+	if (h == NULL)
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
+	if ((st = key_id(h, bucket, nbucket, key, id)) != STORAGE_OK ||
+		(st = check_val(h, val, val_len)) != STORAGE_OK ||
+		(st = ttl_expires(h, ttl, &expires_at)) != STORAGE_OK)
+		return st;
+	if (prev_val == NULL || prev_len == 0)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "prev_val is NULL or empty (use create_val)");
+
+	/*
+	 * Compare, then save over exactly the compared version.  If somebody
+	 * wrote in between, compare again with what they wrote.
+	 */
+	for (;;)
+	{
+		storage_record cur;
+		storage_record rec;
+		bool		same;
+
+		st = storage_fetch(h, id, &cur);
+		if (st == STORAGE_NOT_FOUND)
+			return storage_error(h, STORAGE_COMPARE_FAILED,
+								 "key \"%s\" is not found", key);
+		if (st != STORAGE_OK)
+			return st;
+		same = cur.data != NULL && cur.data_len == prev_len &&
+			memcmp(cur.data, prev_val, prev_len) == 0;
+		value_record(&rec, id, val, val_len, expires_at);
+		st = same ? storage_save(h, &rec, cur.version) : STORAGE_COMPARE_FAILED;
+		storage_record_clear(&cur);
+		if (st == STORAGE_COMPARE_FAILED)
+			return storage_error(h, STORAGE_COMPARE_FAILED,
+								 "key \"%s\" does not hold the expected value", key);
+		if (st != STORAGE_VERSION_CONFLICT)
+			return st;
+	}
+}
+
+storage_status
+storage_get_val(storage_client *h, const char *const *bucket, size_t nbucket,
+				const char *key, unsigned char **val, size_t *val_len)
+{
+	char		id[ID_BUF + 1];
+	storage_record rec;
+	storage_record *below;
+	size_t		nbelow;
+	storage_status st;
+
+	if (h == NULL)
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
+	if (val == NULL || val_len == NULL)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "val or val_len is NULL");
+	*val = NULL;
+	*val_len = 0;
+	if ((st = key_id(h, bucket, nbucket, key, id)) != STORAGE_OK)
+		return st;
+	st = storage_fetch(h, id, &rec);
+	if (st == STORAGE_OK)
+	{
+		*val = rec.data;
+		*val_len = rec.data_len;
+		rec.data = NULL;
+		storage_record_clear(&rec);
+		return STORAGE_OK;
+	}
+	if (st != STORAGE_NOT_FOUND)
+		return st;
+
+	/* no such key: is it a bucket? */
+	strcat(id, "/");
+	if ((st = storage_list(h, id, &below, &nbelow)) != STORAGE_OK)
+		return st;
+	storage_records_free(below, nbelow);
+	if (nbelow > 0)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "\"%s\" is a bucket, not a key", key);
+	return storage_error(h, STORAGE_NOT_FOUND, "key \"%s\" is not found", key);
+}
+
+/* ---- listing ----------------------------------------------------------- */
+
+static int
+cmp_strp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* A name usable as key/bucket name (skips reserved and foreign ids). */
+static bool
+listable(const char *name, size_t len)
+{
+	return len > 0 && name[0] != '.';
+}
+
+storage_status
+storage_get_keys(storage_client *h, const char *const *bucket, size_t nbucket,
+				 char ***keys, size_t *n)
+{
+	char		prefix[ID_BUF];
+	size_t		plen;
+	storage_record *recs;
+	size_t		nrecs;
+	char	  **names;
+	size_t		count = 0;
+	storage_status st;
+
+	if (h == NULL)
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
+	if (keys == NULL || n == NULL)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "keys or n is NULL");
+	*keys = NULL;
+	*n = 0;
+	if ((st = bucket_prefix(h, bucket, nbucket, prefix, &plen)) != STORAGE_OK)
+		return st;
+	if ((st = storage_list(h, prefix, &recs, &nrecs)) != STORAGE_OK)
+		return st;
+	names = calloc(nrecs ? nrecs : 1, sizeof(char *));
+	if (names == NULL)
+	{
+		storage_records_free(recs, nrecs);
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	}
+	for (size_t i = 0; i < nrecs; i++)
+	{
+		const char *rest = recs[i].id + plen;
+		size_t		len = strcspn(rest, "/");
+
+		if (!listable(rest, len))
+			continue;
+		if ((names[count] = strndup(rest, len)) == NULL)
+		{
+			storage_strings_free(names, count);
+			storage_records_free(recs, nrecs);
+			return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+		}
+		count++;
+	}
+	storage_records_free(recs, nrecs);
+
+	/* "a-b" sorts before "a/x" as ids, but "a" before "a-b" as names */
+	qsort(names, count, sizeof(char *), cmp_strp);
+	if (count > 1)
+	{
+		size_t		out = 1;
+
+		for (size_t i = 1; i < count; i++)
+		{
+			if (strcmp(names[i], names[out - 1]) == 0)
+				free(names[i]);
+			else
+				names[out++] = names[i];
+		}
+		count = out;
+	}
+	*keys = names;
+	*n = count;
+	return STORAGE_OK;
+}
+
+storage_status
+storage_get_items(storage_client *h, const char *const *bucket, size_t nbucket,
+				  storage_item **items, size_t *n)
+{
+	char		prefix[ID_BUF];
+	size_t		plen;
+	storage_record *recs;
+	size_t		nrecs;
+	storage_item *out;
+	size_t		count = 0;
+	storage_status st;
+
+	if (h == NULL)
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
+	if (items == NULL || n == NULL)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "items or n is NULL");
+	*items = NULL;
+	*n = 0;
+	if ((st = bucket_prefix(h, bucket, nbucket, prefix, &plen)) != STORAGE_OK)
+		return st;
+	if ((st = storage_list(h, prefix, &recs, &nrecs)) != STORAGE_OK)
+		return st;
+	out = calloc(nrecs ? nrecs : 1, sizeof(storage_item));
+	if (out == NULL)
+	{
+		storage_records_free(recs, nrecs);
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	}
+	/* list is sorted by id; with a common prefix that is key order */
+	for (size_t i = 0; i < nrecs; i++)
+	{
+		const char *rest = recs[i].id + plen;
+		size_t		len = strlen(rest);
+
+		if (!listable(rest, len) || strchr(rest, '/') != NULL)
+			continue;
+		if ((out[count].key = strdup(rest)) == NULL)
+		{
+			storage_items_free(out, count);
+			storage_records_free(recs, nrecs);
+			return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+		}
+		out[count].val = recs[i].data;
+		out[count].val_len = recs[i].data_len;
+		out[count].expires_at = recs[i].expires_at;
+		recs[i].data = NULL;
+		count++;
+	}
+	storage_records_free(recs, nrecs);
+	*items = out;
+	*n = count;
+	return STORAGE_OK;
+}
+
+/* ---- bulk and deletes -------------------------------------------------- */
+
+storage_status
+storage_upsert_items(storage_client *h, const char *const *bucket, size_t nbucket,
+					 const storage_item *items, size_t n, int64_t ttl)
+{
+	char		id[ID_BUF];
+	int64_t		expires_at;
+	const char **sorted;
+	storage_status st;
+
+	if (h == NULL)
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
+	if (items == NULL && n > 0)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "items is NULL");
+	if ((st = ttl_expires(h, ttl, &expires_at)) != STORAGE_OK)
+		return st;
+
+	/* validate everything before writing anything */
+	for (size_t i = 0; i < n; i++)
+	{
+		if ((st = key_id(h, bucket, nbucket, items[i].key, id)) != STORAGE_OK ||
+			(st = check_val(h, items[i].val, items[i].val_len)) != STORAGE_OK)
+			return st;
+	}
+	if (n == 0)
+		return key_id(h, bucket, nbucket, "x", id);	/* still check bucket */
+	if ((sorted = malloc(n * sizeof(char *))) == NULL)
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = items[i].key;
+	qsort(sorted, n, sizeof(char *), cmp_strp);
+	for (size_t i = 1; i < n; i++)
+	{
+		if (strcmp(sorted[i], sorted[i - 1]) == 0)
+		{
+			st = storage_error(h, STORAGE_INVALID_ARGUMENT,
+							   "duplicate key \"%s\"", sorted[i]);
+			free(sorted);
+			return st;
+		}
+	}
+	free(sorted);
+
+	for (size_t i = 0; i < n; i++)
+	{
+		storage_record rec;
+
+		key_id(h, bucket, nbucket, items[i].key, id);
+		value_record(&rec, id, items[i].val, items[i].val_len, expires_at);
+		if ((st = storage_save(h, &rec, -1)) != STORAGE_OK)
+			return st;
+	}
+	return STORAGE_OK;
+}
+
+storage_status
+storage_delete_key(storage_client *h, const char *const *bucket, size_t nbucket,
+				   const char *key)
+{
+	char		id[ID_BUF];
+	bool		deleted;
+	storage_status st;
+
+	if (h == NULL)
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
+	if ((st = key_id(h, bucket, nbucket, key, id)) != STORAGE_OK)
+		return st;
+	if ((st = storage_delete(h, id, &deleted)) != STORAGE_OK)
+		return st;
+	if (!deleted)
+		return storage_error(h, STORAGE_NOT_FOUND, "key \"%s\" is not found", key);
+	return STORAGE_OK;
+}
+
+storage_status
+storage_delete_bucket(storage_client *h, const char *const *parent,
+					  size_t nparent, const char *name, int64_t *count)
+{
+	char		prefix[ID_BUF];
+	size_t		plen;
+	storage_record *recs;
+	size_t		nrecs;
+	int64_t		removed = 0;
+	storage_status st;
+
+	if (h == NULL)
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
+	if (count)
+		*count = 0;
+	if ((st = bucket_prefix(h, parent, nparent, prefix, &plen)) != STORAGE_OK)
+		return st;
+	if ((st = check_name(h, "bucket", name)) != STORAGE_OK)
+		return st;
+	if (!append(prefix, &plen, name, strlen(name)) ||
+		!append(prefix, &plen, "/", 1))
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "bucket path is longer than %d bytes",
+							 STORAGE_MAX_ID_LEN);
+	if ((st = storage_list(h, prefix, &recs, &nrecs)) != STORAGE_OK)
+		return st;
+	for (size_t i = 0; i < nrecs; i++)
+	{
+		bool		deleted;
+
+		if ((st = storage_delete(h, recs[i].id, &deleted)) != STORAGE_OK)
+			break;
+		if (deleted)
+			removed++;
+	}
+	storage_records_free(recs, nrecs);
+	if (count)
+		*count = removed;
+	if (st != STORAGE_OK)
+		return st;
+	if (removed == 0)
+		return storage_error(h, STORAGE_NOT_FOUND,
+							 "bucket \"%s\" is not found", name);
+	return STORAGE_OK;
+}
+
+/* ---- locks ------------------------------------------------------------- */
+
+static storage_status
+lock_id(storage_client *h, const char *token, char *buf)
+{
+	size_t		len = 0;
+	storage_status st;
+
+	buf[0] = '\0';
+	if ((st = check_name(h, "lock token", token)) != STORAGE_OK)
+		return st;
+	if (!append(buf, &len, LOCKS_PREFIX, strlen(LOCKS_PREFIX)) ||
+		!append(buf, &len, token, strlen(token)))
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "lock token \"%s\" is too long", token);
+	return STORAGE_OK;
+}
+
+storage_status
+storage_acquire_lock(storage_client *h, const char *token, int64_t ttl)
+{
+	char		id[ID_BUF];
+	long		backoff_ns = 1000000;	/* 1 ms, doubling up to 50 ms */
+	storage_status st;
+
+	if (h == NULL)
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
+	if ((st = lock_id(h, token, id)) != STORAGE_OK)
+		return st;
+	if (ttl <= 0)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "lock ttl must be positive");
+	for (;;)
+	{
+		storage_record rec;
+		int64_t		expires_at;
+		struct timespec ts;
+
+		if ((st = ttl_expires(h, ttl, &expires_at)) != STORAGE_OK)
+			return st;
+		value_record(&rec, id, NULL, 0, expires_at);
+		st = storage_save(h, &rec, 0);
+		if (st != STORAGE_VERSION_CONFLICT)
+			return st;
+		ts.tv_sec = 0;
+		ts.tv_nsec = backoff_ns;
+		nanosleep(&ts, NULL);
+		if (backoff_ns < 50000000)
+			backoff_ns *= 2;
+	}
+}
+
+storage_status
+storage_release_lock(storage_client *h, const char *token)
+{
+	char		id[ID_BUF];
+	bool		deleted;
+	storage_status st;
+
+	if (h == NULL)
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
+	if ((st = lock_id(h, token, id)) != STORAGE_OK)
+		return st;
+	if ((st = storage_delete(h, id, &deleted)) != STORAGE_OK)
+		return st;
+	if (!deleted)
+		return storage_error(h, STORAGE_NOT_FOUND,
+							 "lock \"%s\" is not held", token);
+	return STORAGE_OK;
+}
+
+/* ---- freeing ----------------------------------------------------------- */
+
+void
+storage_strings_free(char **strs, size_t n)
+{
+	if (strs == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(strs[i]);
+	free(strs);
+}
+
+void
+storage_items_free(storage_item *items, size_t n)
+{
+	if (items == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+	{
+		free(items[i].key);
+		free(items[i].val);
+	}
+	free(items);
+}

@@ -1,0 +1,466 @@
+/*-------------------------------------------------------------------------
+ *
+ * client.c
+ *	  Front end of libstorage_client: URI dispatch to a backend, argument
+ *	  and id validation, the save rules shared by the local backends,
+ *	  status names, thread-local error messages, the injectable clock and
+ *	  the per-handle mutex that makes a handle safe to share between
+ *	  threads.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "storage_backend.h"
+
+struct storage_client
+{
+	pthread_mutex_t mutex;		/* serializes every backend call */
+	const storage_backend_ops *ops;
+	void	   *state;			/* the backend's private state */
+	storage_clock_fn clock;		/* NULL = real time */
+	void	   *clock_arg;
+	uint64_t	serial;			/* identifies the handle in error slots */
+};
+
+/*
+ * Error messages are kept per thread (like errno), tagged with the serial
+ * number of the handle that failed, so concurrent threads never see or
+ * overwrite each other's messages.
+ */
+#define ERRMSG_SIZE 1024
+static _Thread_local uint64_t errmsg_owner;
+static _Thread_local char errmsg_buf[ERRMSG_SIZE];
+static atomic_uint_fast64_t next_serial = 1;
+
+storage_status
+storage_error(storage_client *h, storage_status st, const char *fmt,...)
+{
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(errmsg_buf, sizeof(errmsg_buf), fmt, ap);
+	va_end(ap);
+	errmsg_owner = h ? h->serial : 0;
+	return st;
+}
+
+const char *
+storage_errmsg(const storage_client *h)
+{
+	if (h == NULL || errmsg_owner == h->serial)
+		return errmsg_buf;
+	return "";
+}
+
+const char *
+storage_status_name(storage_status st)
+{
+	switch (st)
+	{
+		case STORAGE_OK:
+			return "STORAGE_OK";
+		case STORAGE_NOT_FOUND:
+			return "STORAGE_NOT_FOUND";
+		case STORAGE_VERSION_CONFLICT:
+			return "STORAGE_VERSION_CONFLICT";
+		case STORAGE_INVALID_ARGUMENT:
+			return "STORAGE_INVALID_ARGUMENT";
+		case STORAGE_ALREADY_EXISTS:
+			return "STORAGE_ALREADY_EXISTS";
+		case STORAGE_COMPARE_FAILED:
+			return "STORAGE_COMPARE_FAILED";
+		case STORAGE_BACKEND_ERROR:
+			return "STORAGE_BACKEND_ERROR";
+	}
+	return "STORAGE_UNKNOWN_STATUS";
+}
+
+/* ---- clock ------------------------------------------------------------- */
+
+int64_t
+storage_real_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t) ts.tv_sec * STORAGE_SEC + ts.tv_nsec / 1000;
+}
+
+int64_t
+storage_clock_now(storage_client *h)
+{
+	return h->clock ? h->clock(h->clock_arg) : storage_real_now();
+}
+
+int64_t
+storage_now(storage_client *h)
+{
+	int64_t		now;
+
+	if (h == NULL)
+		return storage_real_now();
+	pthread_mutex_lock(&h->mutex);
+	now = storage_clock_now(h);
+	pthread_mutex_unlock(&h->mutex);
+	return now;
+}
+
+storage_status
+storage_set_clock(storage_client *h, storage_clock_fn fn, void *arg)
+{
+	if (h == NULL)
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
+	if (h->ops->clock_is_server)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "the %s backend judges expiry by the server's clock; a client clock cannot be injected",
+							 h->ops->name);
+	pthread_mutex_lock(&h->mutex);
+	h->clock = fn;
+	h->clock_arg = fn ? arg : NULL;
+	pthread_mutex_unlock(&h->mutex);
+	return STORAGE_OK;
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+static bool
+has_prefix(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Does uri start with something like "scheme:"? */
+static bool
+looks_like_scheme(const char *uri)
+{
+	const char *p = uri;
+
+	if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+		return false;
+	while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		   (*p >= '0' && *p <= '9') || *p == '+' || *p == '-' || *p == '.')
+		p++;
+	return *p == ':';
+}
+
+storage_status
+storage_open(const char *uri, storage_client **out)
+{
+	const storage_backend_ops *ops;
+	const char *spec;
+	storage_client *h;
+	storage_status st;
+
+	if (out == NULL)
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "out is NULL");
+	*out = NULL;
+	if (uri == NULL || uri[0] == '\0')
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT,
+							 "URI is NULL or empty");
+
+	/* the scheme table: add new backends here */
+	if (has_prefix(uri, "memory:"))
+	{
+		ops = &storage_memory_backend;
+		spec = uri + strlen("memory:");
+		if (*spec != '\0')
+			return storage_error(NULL, STORAGE_INVALID_ARGUMENT,
+								 "the memory URI takes no argument: \"memory:\"");
+	}
+	else if (has_prefix(uri, "dir:"))
+	{
+		ops = &storage_dir_backend;
+		spec = uri + strlen("dir:");
+		if (*spec == '\0')
+			return storage_error(NULL, STORAGE_INVALID_ARGUMENT,
+								 "the dir URI needs a path: \"dir:/path\"");
+	}
+	else if (has_prefix(uri, "postgresql://") || has_prefix(uri, "postgres://") ||
+			 !looks_like_scheme(uri))
+	{
+		ops = &storage_pg_backend;
+		spec = uri;
+	}
+	else
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT,
+							 "unknown URI scheme in \"%s\" (use memory:, dir:/path, postgresql://... or a libpq conninfo)",
+							 uri);
+
+	h = calloc(1, sizeof(*h));
+	if (h == NULL)
+		return storage_error(NULL, STORAGE_BACKEND_ERROR, "out of memory");
+	if (pthread_mutex_init(&h->mutex, NULL) != 0)
+	{
+		free(h);
+		return storage_error(NULL, STORAGE_BACKEND_ERROR,
+							 "could not initialize mutex");
+	}
+	h->ops = ops;
+	h->serial = atomic_fetch_add(&next_serial, 1);
+
+	st = ops->open(h, spec, &h->state);
+	if (st != STORAGE_OK)
+	{
+		errmsg_owner = 0;		/* the handle is gone: see storage_errmsg(NULL) */
+		pthread_mutex_destroy(&h->mutex);
+		free(h);
+		return st;
+	}
+	*out = h;
+	return STORAGE_OK;
+}
+
+void
+storage_close(storage_client *h)
+{
+	if (h == NULL)
+		return;
+	h->ops->close(h->state);
+	pthread_mutex_destroy(&h->mutex);
+	free(h);
+}
+
+const char *
+storage_backend_name(const storage_client *h)
+{
+	return h ? h->ops->name : NULL;
+}
+
+/* ---- validation and shared rules ---------------------------------------- */
+
+static storage_status
+check_id(storage_client *h, const char *id)
+{
+	size_t		len;
+
+	if (id == NULL)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "id is NULL");
+	len = strnlen(id, STORAGE_MAX_ID_LEN + 1);
+	if (len == 0)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "id is empty");
+	if (len > STORAGE_MAX_ID_LEN)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "id is longer than %d bytes", STORAGE_MAX_ID_LEN);
+	return STORAGE_OK;
+}
+
+storage_status
+storage_save_rule(storage_client *h, const char *id, int64_t live_version,
+				  int64_t expect_version, int64_t *new_version)
+{
+	if (expect_version > 0)
+	{
+		/* like the extension: an impossible expectation is bad input first */
+		if (expect_version == INT64_MAX)
+			return storage_error(h, STORAGE_INVALID_ARGUMENT,
+								 "version of record \"%s\" would overflow int64: expect_version is %lld",
+								 id, (long long) expect_version);
+		if (live_version != expect_version)
+		{
+			if (live_version == 0)
+				return storage_error(h, STORAGE_VERSION_CONFLICT,
+									 "version conflict: record \"%s\" expected version %lld, but no live record exists",
+									 id, (long long) expect_version);
+			return storage_error(h, STORAGE_VERSION_CONFLICT,
+								 "version conflict: record \"%s\" expected version %lld, actual version %lld",
+								 id, (long long) expect_version,
+								 (long long) live_version);
+		}
+		*new_version = expect_version + 1;
+	}
+	else if (expect_version == 0)
+	{
+		if (live_version != 0)
+			return storage_error(h, STORAGE_VERSION_CONFLICT,
+								 "version conflict: record \"%s\" expected no live record, actual version %lld",
+								 id, (long long) live_version);
+		*new_version = 1;
+	}
+	else
+	{
+		if (live_version == INT64_MAX)
+			return storage_error(h, STORAGE_INVALID_ARGUMENT,
+								 "version of record \"%s\" would overflow int64", id);
+		*new_version = live_version + 1;
+	}
+	return STORAGE_OK;
+}
+
+bool
+storage_record_copy(storage_record *dst, const storage_record *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	dst->version = src->version;
+	dst->expires_at = src->expires_at;
+	dst->data_len = src->data_len;
+	if ((dst->id = strdup(src->id)) == NULL)
+		goto oom;
+	if (src->format && (dst->format = strdup(src->format)) == NULL)
+		goto oom;
+	if (src->data)
+	{
+		/* malloc(0) may return NULL: always allocate at least one byte */
+		dst->data = malloc(src->data_len ? src->data_len : 1);
+		if (dst->data == NULL)
+			goto oom;
+		memcpy(dst->data, src->data, src->data_len);
+	}
+	return true;
+oom:
+	storage_record_clear(dst);
+	return false;
+}
+
+int
+storage_record_cmp(const void *a, const void *b)
+{
+	const storage_record *ra = a;
+	const storage_record *rb = b;
+
+	/* strcmp compares as unsigned char, i.e. byte order */
+	return strcmp(ra->id, rb->id);
+}
+
+void
+storage_record_clear(storage_record *rec)
+{
+	if (rec == NULL)
+		return;
+	free(rec->id);
+	free(rec->format);
+	free(rec->data);
+	memset(rec, 0, sizeof(*rec));
+}
+
+void
+storage_records_free(storage_record *recs, size_t n)
+{
+	if (recs == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		storage_record_clear(&recs[i]);
+	free(recs);
+}
+
+/* ---- provider operations: validate, lock, dispatch ----------------------- */
+
+#define CHECK_HANDLE(h) \
+	do { \
+		if ((h) == NULL) \
+			return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL"); \
+	} while (0)
+
+storage_status
+storage_fetch(storage_client *h, const char *id, storage_record *out)
+{
+	storage_status st;
+
+	CHECK_HANDLE(h);
+	if (out == NULL)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "out is NULL");
+	memset(out, 0, sizeof(*out));
+	if ((st = check_id(h, id)) != STORAGE_OK)
+		return st;
+	pthread_mutex_lock(&h->mutex);
+	st = h->ops->fetch(h, h->state, id, out);
+	pthread_mutex_unlock(&h->mutex);
+	if (st != STORAGE_OK)
+		storage_record_clear(out);
+	return st;
+}
+
+storage_status
+storage_save(storage_client *h, storage_record *rec, int64_t expect_version)
+{
+	storage_status st;
+	storage_record r;
+
+	CHECK_HANDLE(h);
+	if (rec == NULL)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "record is NULL");
+	if ((st = check_id(h, rec->id)) != STORAGE_OK)
+		return st;
+	if (rec->data == NULL && rec->data_len != 0)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "data is NULL but data_len is %zu", rec->data_len);
+	/* the backend sees a copy of the caller's fields, never partial writes */
+	r = *rec;
+	pthread_mutex_lock(&h->mutex);
+	st = h->ops->save(h, h->state, &r, expect_version);
+	pthread_mutex_unlock(&h->mutex);
+	if (st == STORAGE_OK)
+		rec->version = r.version;
+	return st;
+}
+
+storage_status
+storage_delete(storage_client *h, const char *id, bool *deleted)
+{
+	storage_status st;
+	bool		d = false;
+
+	CHECK_HANDLE(h);
+	if (deleted)
+		*deleted = false;
+	if ((st = check_id(h, id)) != STORAGE_OK)
+		return st;
+	pthread_mutex_lock(&h->mutex);
+	st = h->ops->delete(h, h->state, id, &d);
+	pthread_mutex_unlock(&h->mutex);
+	if (st == STORAGE_OK && deleted)
+		*deleted = d;
+	return st;
+}
+
+storage_status
+storage_purge_expired(storage_client *h, int64_t max_rows, int64_t *count)
+{
+	storage_status st;
+	int64_t		c = 0;
+
+	CHECK_HANDLE(h);
+	if (count)
+		*count = 0;
+	pthread_mutex_lock(&h->mutex);
+	st = h->ops->purge_expired(h, h->state, max_rows > 0 ? max_rows : 0, &c);
+	pthread_mutex_unlock(&h->mutex);
+	if (st == STORAGE_OK && count)
+		*count = c;
+	return st;
+}
+
+storage_status
+storage_list(storage_client *h, const char *prefix,
+			 storage_record **out, size_t *n)
+{
+	storage_status st;
+	storage_record *recs = NULL;
+	size_t		count = 0;
+
+	CHECK_HANDLE(h);
+	if (out == NULL || n == NULL)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "out or n is NULL");
+	*out = NULL;
+	*n = 0;
+	if (prefix == NULL)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "prefix is NULL (use \"\" for all records)");
+	pthread_mutex_lock(&h->mutex);
+	st = h->ops->list(h, h->state, prefix, &recs, &count);
+	pthread_mutex_unlock(&h->mutex);
+	if (st != STORAGE_OK)
+	{
+		storage_records_free(recs, count);
+		return st;
+	}
+	*out = recs;
+	*n = count;
+	return STORAGE_OK;
+}

@@ -1,0 +1,125 @@
+/*-------------------------------------------------------------------------
+ *
+ * storage_backend.h
+ *	  Internal interface between the library front end (client.c) and its
+ *	  backends.  Not installed.
+ *
+ *	  To add a backend "foo":
+ *	  1. write backend_foo.c defining
+ *			const storage_backend_ops storage_foo_backend = { ... };
+ *		 (backend_memory.c is the shortest complete example);
+ *	  2. declare it at the bottom of this file;
+ *	  3. add its URI scheme to the table in client.c (storage_open);
+ *	  4. add backend_foo.c to SRCS in src/client/Makefile;
+ *	  5. add a fixture for it to test/client/conformance.c and run.sh.
+ *
+ *	  What the front end guarantees to every backend operation:
+ *	  - the handle's mutex is held: calls on one handle never overlap, so a
+ *		backend needs no locking of its own against other threads using the
+ *		same handle (it does need it against other handles/processes
+ *		sharing the same data, as the dir backend does with flock);
+ *	  - ids are valid (1..255 bytes, NUL-terminated), pointers are non-NULL
+ *		where the public API requires them, rec->data_len is 0 when
+ *		rec->data is NULL, prefix is a string (maybe "");
+ *	  - output arguments are zeroed.
+ *
+ *	  What a backend must do:
+ *	  - judge liveness with storage_is_live(expires_at, storage_clock_now(h))
+ *		(unless its server judges it, see clock_is_server);
+ *	  - apply the save rules with storage_save_rule(), atomically with
+ *		respect to every other writer of the same data;
+ *	  - report failures with storage_error(h, status, fmt, ...), which
+ *		records the message and returns the status.
+ *
+ *	  Batch operations (fetch_many, save_many, delete_many) will be added
+ *	  as new optional members at the END of storage_backend_ops; a NULL
+ *	  member makes the front end fall back to looping over the single-record
+ *	  operation, so existing backends keep working unchanged.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STORAGE_BACKEND_H
+#define STORAGE_BACKEND_H
+
+#include <stdarg.h>
+
+#include "storage_client.h"
+
+typedef struct storage_backend_ops
+{
+	const char *name;			/* "memory", "dir", ... */
+
+	/*
+	 * true if expiry is judged by the backend's own (server) clock:
+	 * storage_set_clock() is then refused.
+	 */
+	bool		clock_is_server;
+
+	/*
+	 * Open: spec is the URI with the scheme prefix removed for "memory:"
+	 * and "dir:", the full URI / conninfo for postgresql.  Store private
+	 * state in *state.
+	 */
+	storage_status (*open) (storage_client *h, const char *spec, void **state);
+	void		(*close) (void *state);
+
+	storage_status (*fetch) (storage_client *h, void *state,
+							 const char *id, storage_record *out);
+	storage_status (*save) (storage_client *h, void *state,
+							storage_record *rec, int64_t expect_version);
+	storage_status (*delete) (storage_client *h, void *state,
+							  const char *id, bool *deleted);
+	storage_status (*purge_expired) (storage_client *h, void *state,
+									 int64_t max_rows, int64_t *count);
+	/* live records with id starting with prefix, sorted by id bytes */
+	storage_status (*list) (storage_client *h, void *state,
+							const char *prefix,
+							storage_record **out, size_t *n);
+} storage_backend_ops;
+
+/* ---- helpers provided by client.c ---------------------------------------- */
+
+/* Record a failure message for h (thread-local) and return st. */
+extern storage_status storage_error(storage_client *h, storage_status st,
+									const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
+
+/* Current time of h's clock; call only with h's mutex held (i.e. from ops). */
+extern int64_t storage_clock_now(storage_client *h);
+
+/* Real time in usec since the epoch. */
+extern int64_t storage_real_now(void);
+
+static inline bool
+storage_is_live(int64_t expires_at, int64_t now)
+{
+	return expires_at == STORAGE_NEVER || expires_at > now;
+}
+
+/*
+ * The save rules, in one place.  live_version is the version of the live
+ * record (0 if none).  On success sets *new_version and returns STORAGE_OK;
+ * otherwise records the error (VERSION_CONFLICT or INVALID_ARGUMENT for an
+ * overflow) and returns it.
+ */
+extern storage_status storage_save_rule(storage_client *h, const char *id,
+										int64_t live_version,
+										int64_t expect_version,
+										int64_t *new_version);
+
+/* Deep copy of a record (fields malloc'd); false on out of memory. */
+extern bool storage_record_copy(storage_record *dst, const storage_record *src);
+
+/* memcmp-order comparison of ids, for qsort of storage_record arrays. */
+extern int	storage_record_cmp(const void *a, const void *b);
+
+/* SHA-256 (sha256.c), used by the dir backend to name files of long ids. */
+extern void storage_sha256(const void *data, size_t len, unsigned char out[32]);
+
+/* ---- the backends ------------------------------------------------------ */
+
+extern const storage_backend_ops storage_memory_backend;
+extern const storage_backend_ops storage_dir_backend;
+extern const storage_backend_ops storage_pg_backend;
+
+#endif							/* STORAGE_BACKEND_H */

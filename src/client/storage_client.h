@@ -1,0 +1,247 @@
+/*-------------------------------------------------------------------------
+ *
+ * storage_client.h
+ *	  Public API of libstorage_client: versioned records with optimistic
+ *	  locking (the provider interface of the "storage" PostgreSQL
+ *	  extension), a bucket/key layer with TTLs and locks on top of it, and
+ *	  three interchangeable backends chosen by URI at open time:
+ *
+ *		"memory:"				private in-process store (tests, embedding)
+ *		"dir:/some/path"		one file per record in a POSIX directory
+ *		"postgresql://..."		the storage extension through libpq; any
+ *		"postgres://..."		other libpq conninfo string such as
+ *		"host=/tmp dbname=x"	is accepted too
+ *
+ *	  Every function returns a storage_status; STORAGE_OK is 0.  On failure
+ *	  storage_errmsg() gives a readable message.
+ *
+ *	  Thread safety: a handle may be used from several threads at once;
+ *	  each call is serialized by a mutex inside the handle.
+ *
+ *	  Time: timestamps and durations are int64 microseconds (timestamps
+ *	  since the Unix epoch, UTC).  expires_at == STORAGE_NEVER (0) means the
+ *	  record never expires, so a zero-initialized record never expires.
+ *	  A record is live iff expires_at == STORAGE_NEVER or expires_at > now;
+ *	  an expired record is absent for every operation.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STORAGE_CLIENT_H
+#define STORAGE_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Only the functions declared here are exported from the shared library. */
+#if defined(__GNUC__)
+#define STORAGE_API __attribute__((visibility("default")))
+#else
+#define STORAGE_API
+#endif
+
+/* Maximum length of a record id in bytes (ids are 1..255 bytes, no NUL). */
+#define STORAGE_MAX_ID_LEN	255
+
+/* expires_at value meaning "never expires". */
+#define STORAGE_NEVER		INT64_C(0)
+
+/* Convenience units for timestamps and durations (microseconds). */
+#define STORAGE_USEC		INT64_C(1)
+#define STORAGE_MSEC		INT64_C(1000)
+#define STORAGE_SEC			INT64_C(1000000)
+
+typedef enum storage_status
+{
+	STORAGE_OK = 0,
+	STORAGE_NOT_FOUND,			/* no live record / key / lock */
+	STORAGE_VERSION_CONFLICT,	/* save: expect_version check failed */
+	STORAGE_INVALID_ARGUMENT,	/* bad id, name, ttl, NULL pointer,
+								 * version overflow, ... */
+	STORAGE_ALREADY_EXISTS,		/* bucket layer: create_val over a live key */
+	STORAGE_COMPARE_FAILED,		/* bucket layer: compare_and_swap_val */
+	STORAGE_BACKEND_ERROR		/* I/O, connection or server error */
+} storage_status;
+
+/*
+ * A record.  Pointers in a record filled in by the library (fetch, list)
+ * are malloc'd and released with storage_record_clear().  In a record
+ * passed to storage_save() they belong to the caller.
+ */
+typedef struct storage_record
+{
+	char	   *id;				/* NUL-terminated, 1..255 bytes */
+	int64_t		version;		/* > 0; written back by storage_save() */
+	int64_t		expires_at;		/* usec since epoch, or STORAGE_NEVER */
+	char	   *format;			/* NULL = no format */
+	unsigned char *data;		/* NULL = no data (distinct from empty) */
+	size_t		data_len;
+} storage_record;
+
+/* Bucket item: a key and its value (get_items output, upsert_items input). */
+typedef struct storage_item
+{
+	char	   *key;
+	unsigned char *val;
+	size_t		val_len;
+	int64_t		expires_at;		/* output only (get_items) */
+} storage_item;
+
+typedef struct storage_client storage_client;
+
+/* Clock callback: returns the current time in usec since the Unix epoch. */
+typedef int64_t (*storage_clock_fn) (void *arg);
+
+/* ---- handle ---------------------------------------------------------- */
+
+/*
+ * Open a handle.  On failure *out is NULL and storage_errmsg(NULL) explains.
+ * Unknown "scheme:..." URIs give STORAGE_INVALID_ARGUMENT.
+ */
+extern STORAGE_API storage_status storage_open(const char *uri, storage_client **out);
+extern STORAGE_API void storage_close(storage_client *h);
+
+/*
+ * Message of the calling thread's most recent failure on handle h (or of
+ * the most recent failed storage_open() when h is NULL); "" if none.  The
+ * string is thread-local: valid until this thread's next library call.
+ */
+extern STORAGE_API const char *storage_errmsg(const storage_client *h);
+
+/* Constant name of a status, e.g. "STORAGE_VERSION_CONFLICT". */
+extern STORAGE_API const char *storage_status_name(storage_status st);
+
+/* Name of the backend of a handle: "memory", "dir" or "postgresql". */
+extern STORAGE_API const char *storage_backend_name(const storage_client *h);
+
+/*
+ * Inject a clock (fn == NULL restores the real clock).  The clock decides
+ * liveness in the memory and dir backends and is the "now" of TTLs in the
+ * bucket layer.  The postgresql backend judges expiry by the server's
+ * clock and returns STORAGE_INVALID_ARGUMENT here.
+ */
+extern STORAGE_API storage_status storage_set_clock(storage_client *h,
+										storage_clock_fn fn, void *arg);
+
+/* The handle's current time (usec since epoch). */
+extern STORAGE_API int64_t storage_now(storage_client *h);
+
+/* ---- provider operations ----------------------------------------------- */
+
+/*
+ * Fetch the live record with this id into *out (caller frees with
+ * storage_record_clear()).  STORAGE_NOT_FOUND if missing or expired.
+ */
+extern STORAGE_API storage_status storage_fetch(storage_client *h, const char *id,
+									storage_record *out);
+
+/*
+ * Save rec (rec->version is ignored on input):
+ *	 expect_version > 0: only over a live record of exactly that version;
+ *						 new version = expect_version + 1
+ *	 expect_version = 0: only if no live record exists (an expired one is
+ *						 replaced); new version = 1
+ *	 expect_version < 0: no check, full replace; new version = previous live
+ *						 version + 1, or 1
+ * A failed check gives STORAGE_VERSION_CONFLICT.  A version that would
+ * overflow int64 (expect_version == INT64_MAX, checked first as in the
+ * extension, or a live version of INT64_MAX) gives STORAGE_INVALID_ARGUMENT.  On success the new
+ * version is written to rec->version.
+ */
+extern STORAGE_API storage_status storage_save(storage_client *h, storage_record *rec,
+								   int64_t expect_version);
+
+/*
+ * Delete the record (live or expired).  Never an error for a missing id;
+ * *deleted (may be NULL) tells whether a live record was removed.
+ */
+extern STORAGE_API storage_status storage_delete(storage_client *h, const char *id,
+									 bool *deleted);
+
+/* Delete expired records (all if max_rows <= 0); *count may be NULL. */
+extern STORAGE_API storage_status storage_purge_expired(storage_client *h,
+											int64_t max_rows,
+											int64_t *count);
+
+/*
+ * The live records whose id starts with prefix ("" = all), sorted by id
+ * bytes (unsigned, C collation).  Free with storage_records_free().
+ */
+extern STORAGE_API storage_status storage_list(storage_client *h, const char *prefix,
+								   storage_record **out, size_t *n);
+
+extern STORAGE_API void storage_record_clear(storage_record *rec);
+extern STORAGE_API void storage_records_free(storage_record *recs, size_t n);
+
+/* ---- bucket layer ------------------------------------------------------ */
+
+/*
+ * A bucket is an array of nbucket names; bucket {"b1","b2"} and key "k"
+ * are stored as record id "b1/b2/k" (nbucket 0 = the root).  Bucket names
+ * and keys are non-empty, contain no '/', and do not start with '.'; the
+ * joined id is at most 255 bytes.  Violations: STORAGE_INVALID_ARGUMENT.
+ * ttl is a duration in usec: 0 = no expiry, negative = invalid.
+ * Values are stored as record data with format NULL.
+ */
+extern STORAGE_API storage_status storage_create_val(storage_client *h,
+										 const char *const *bucket, size_t nbucket,
+										 const char *key,
+										 const void *val, size_t val_len,
+										 int64_t ttl);
+extern STORAGE_API storage_status storage_upsert_val(storage_client *h,
+										 const char *const *bucket, size_t nbucket,
+										 const char *key,
+										 const void *val, size_t val_len,
+										 int64_t ttl);
+extern STORAGE_API storage_status storage_compare_and_swap_val(storage_client *h,
+												   const char *const *bucket,
+												   size_t nbucket,
+												   const char *key,
+												   const void *val, size_t val_len,
+												   const void *prev_val,
+												   size_t prev_len,
+												   int64_t ttl);
+/* *val is malloc'd (free() it); NULL with *val_len 0 for NULL data. */
+extern STORAGE_API storage_status storage_get_val(storage_client *h,
+									  const char *const *bucket, size_t nbucket,
+									  const char *key,
+									  unsigned char **val, size_t *val_len);
+/* Sorted unique names; free with storage_strings_free(). */
+extern STORAGE_API storage_status storage_get_keys(storage_client *h,
+									   const char *const *bucket, size_t nbucket,
+									   char ***keys, size_t *n);
+/* Sorted by key; free with storage_items_free(). */
+extern STORAGE_API storage_status storage_get_items(storage_client *h,
+										const char *const *bucket, size_t nbucket,
+										storage_item **items, size_t *n);
+extern STORAGE_API storage_status storage_upsert_items(storage_client *h,
+										   const char *const *bucket,
+										   size_t nbucket,
+										   const storage_item *items, size_t n,
+										   int64_t ttl);
+extern STORAGE_API storage_status storage_delete_key(storage_client *h,
+										 const char *const *bucket, size_t nbucket,
+										 const char *key);
+extern STORAGE_API storage_status storage_delete_bucket(storage_client *h,
+											const char *const *parent,
+											size_t nparent,
+											const char *name,
+											int64_t *count);
+/* Blocks (short backoff) until the lock ".locks/<token>" is free. */
+extern STORAGE_API storage_status storage_acquire_lock(storage_client *h,
+										   const char *token, int64_t ttl);
+extern STORAGE_API storage_status storage_release_lock(storage_client *h,
+										   const char *token);
+
+extern STORAGE_API void storage_strings_free(char **strs, size_t n);
+extern STORAGE_API void storage_items_free(storage_item *items, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif							/* STORAGE_CLIENT_H */

@@ -1,0 +1,1438 @@
+/*-------------------------------------------------------------------------
+ *
+ * conformance.c
+ *	  The conformance suite of libstorage_client (cmocka): the same tests
+ *	  run against every backend through a backend-specific fixture that
+ *	  gives each test a fresh handle.
+ *
+ *	  usage: conformance memory|dir|postgresql		run one backend's group
+ *			 conformance --count memory|dir|postgresql	print its test count
+ *
+ *	  The postgresql group uses the URI in STORAGE_TEST_PG_URI (a database
+ *	  with CREATE EXTENSION storage done) and is skipped, with a message,
+ *	  when it is unset.  Time: memory and dir get an injected clock that
+ *	  tests advance instantly; for postgresql "advancing" sleeps, so
+ *	  durations are kept to a few TICKs.
+ *
+ *	  The last line printed is "RESULT <backend> total=<n> failed=<n>".
+ *
+ *-------------------------------------------------------------------------
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+#include "storage_client.h"
+
+#define TICK		(300 * STORAGE_MSEC)
+
+typedef struct fixture
+{
+	const char *backend;
+	char		uri[PATH_MAX + 16];
+	char		tmpdir[PATH_MAX];	/* dir backend: the temp dir */
+	storage_client *h;
+	bool		fake;			/* injected clock? */
+	_Atomic int64_t fake_now;
+} fixture;
+
+static const char *backend_name;
+static const char *pg_uri;
+
+/* ---- helpers ----------------------------------------------------------- */
+
+#define ST(h, expr, expected) \
+	do { \
+		storage_status st_ = (expr); \
+		if (st_ != (expected)) \
+			fail_msg("%s:%d: %s\n  got %s, want %s (%s)", __FILE__, __LINE__, #expr, \
+					 storage_status_name(st_), storage_status_name(expected), \
+					 storage_errmsg(h)); \
+	} while (0)
+
+static int64_t
+fake_clock(void *arg)
+{
+	fixture    *f = arg;
+
+	return atomic_load(&f->fake_now);
+}
+
+static void
+sleep_us(int64_t us)
+{
+	struct timespec ts = {.tv_sec = us / STORAGE_SEC,
+	.tv_nsec = (us % STORAGE_SEC) * 1000};
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Let time pass: instantly for an injected clock, really otherwise. */
+static void
+advance(fixture *f, int64_t us)
+{
+	if (f->fake)
+		atomic_fetch_add(&f->fake_now, us);
+	else
+		sleep_us(us);
+}
+
+static storage_status
+put(storage_client *h, const char *id, const char *data, int64_t expect,
+	int64_t expires_at, int64_t *version)
+{
+	storage_record r = {0};
+	storage_status st;
+
+	r.id = (char *) id;
+	r.data = (unsigned char *) data;
+	r.data_len = data ? strlen(data) : 0;
+	r.expires_at = expires_at;
+	r.version = 12345;			/* ignored on input */
+	st = storage_save(h, &r, expect);
+	if (version)
+		*version = st == STORAGE_OK ? r.version : -1;
+	return st;
+}
+
+static void
+assert_data(const storage_record *r, const char *data)
+{
+	assert_non_null(r->data);
+	assert_int_equal(r->data_len, strlen(data));
+	assert_memory_equal(r->data, data, r->data_len);
+}
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void) sb;
+	(void) flag;
+	(void) ftw;
+	return remove(path);
+}
+
+static storage_status
+open_peer(fixture *f, storage_client **out)
+{
+	storage_status st = storage_open(f->uri, out);
+
+	if (st == STORAGE_OK && f->fake)
+		st = storage_set_clock(*out, fake_clock, f);
+	return st;
+}
+
+/* Remove every record (postgresql: the database is shared by all tests). */
+static void
+wipe(storage_client *h)
+{
+	storage_record *recs;
+	size_t		n;
+
+	ST(h, storage_list(h, "", &recs, &n), STORAGE_OK);
+	for (size_t i = 0; i < n; i++)
+		ST(h, storage_delete(h, recs[i].id, NULL), STORAGE_OK);
+	storage_records_free(recs, n);
+	ST(h, storage_purge_expired(h, 0, NULL), STORAGE_OK);
+}
+
+/* ---- fixtures ---------------------------------------------------------- */
+
+static int
+setup(void **state)
+{
+	fixture    *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return -1;
+	f->backend = backend_name;
+	if (strcmp(backend_name, "memory") == 0)
+	{
+		snprintf(f->uri, sizeof(f->uri), "memory:");
+		f->fake = true;
+	}
+	else if (strcmp(backend_name, "dir") == 0)
+	{
+		const char *tmp = getenv("TMPDIR");
+
+		snprintf(f->tmpdir, sizeof(f->tmpdir), "%s/storage-client-test.XXXXXX",
+				 tmp && *tmp ? tmp : "/tmp");
+		if (mkdtemp(f->tmpdir) == NULL)
+		{
+			perror("mkdtemp");
+			free(f);
+			return -1;
+		}
+		/* "store" does not exist yet: open must create it */
+		snprintf(f->uri, sizeof(f->uri), "dir:%s/store", f->tmpdir);
+		f->fake = true;
+	}
+	else
+	{
+		snprintf(f->uri, sizeof(f->uri), "%s", pg_uri);
+		f->fake = false;
+	}
+	atomic_store(&f->fake_now, INT64_C(1700000000) * STORAGE_SEC);
+	if (open_peer(f, &f->h) != STORAGE_OK)
+	{
+		fprintf(stderr, "could not open %s: %s\n", f->uri, storage_errmsg(NULL));
+		free(f);
+		return -1;
+	}
+	if (!f->fake)
+		wipe(f->h);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	fixture    *f = *state;
+
+	if (!f->fake)
+		wipe(f->h);
+	storage_close(f->h);
+	if (f->tmpdir[0])
+		nftw(f->tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+/* ---- provider: save rules ---------------------------------------------- */
+
+static void
+test_save_sequence(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_record r;
+	int64_t		v;
+	bool		deleted;
+
+	ST(h, put(h, "seq", "one", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	assert_int_equal(v, 1);
+	ST(h, put(h, "seq", "dup", 0, STORAGE_NEVER, &v), STORAGE_VERSION_CONFLICT);
+	assert_non_null(strstr(storage_errmsg(h), "version conflict"));
+	ST(h, put(h, "seq", "two", 1, STORAGE_NEVER, &v), STORAGE_OK);
+	assert_int_equal(v, 2);
+	ST(h, put(h, "seq", "stale", 1, STORAGE_NEVER, &v), STORAGE_VERSION_CONFLICT);
+	ST(h, storage_fetch(h, "seq", &r), STORAGE_OK);
+	assert_int_equal(r.version, 2);
+	assert_data(&r, "two");
+	storage_record_clear(&r);
+	ST(h, storage_delete(h, "seq", &deleted), STORAGE_OK);
+	assert_true(deleted);
+	ST(h, storage_delete(h, "seq", &deleted), STORAGE_OK);
+	assert_false(deleted);
+	ST(h, storage_fetch(h, "seq", &r), STORAGE_NOT_FOUND);
+	assert_null(r.id);
+	ST(h, put(h, "seq", "stale", 2, STORAGE_NEVER, &v), STORAGE_VERSION_CONFLICT);
+	ST(h, put(h, "seq", "again", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	assert_int_equal(v, 1);
+}
+
+static void
+test_save_unconditional(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_record r = {0};
+	storage_record got;
+	int64_t		v;
+
+	ST(h, put(h, "u", "a", -1, STORAGE_NEVER, &v), STORAGE_OK);
+	assert_int_equal(v, 1);
+	ST(h, put(h, "u", "b", -7, STORAGE_NEVER, &v), STORAGE_OK);
+	assert_int_equal(v, 2);
+
+	/* full replace: format and data go back to NULL */
+	r.id = "u";
+	r.format = "json";
+	r.data = (unsigned char *) "{}";
+	r.data_len = 2;
+	ST(h, storage_save(h, &r, -1), STORAGE_OK);
+	assert_int_equal(r.version, 3);
+	r.format = NULL;
+	r.data = NULL;
+	r.data_len = 0;
+	ST(h, storage_save(h, &r, 3), STORAGE_OK);
+	assert_int_equal(r.version, 4);
+	ST(h, storage_fetch(h, "u", &got), STORAGE_OK);
+	assert_int_equal(got.version, 4);
+	assert_null(got.format);
+	assert_null(got.data);
+	assert_int_equal(got.data_len, 0);
+	assert_int_equal(got.expires_at, STORAGE_NEVER);
+	storage_record_clear(&got);
+
+	/* expect > 0 on a missing record; a far-off version */
+	ST(h, put(h, "missing", "x", 1, STORAGE_NEVER, &v), STORAGE_VERSION_CONFLICT);
+	ST(h, put(h, "u", "x", 5, STORAGE_NEVER, &v), STORAGE_VERSION_CONFLICT);
+	/* a version that would overflow int64 is an invalid argument */
+	ST(h, put(h, "u", "x", INT64_MAX, STORAGE_NEVER, &v), STORAGE_INVALID_ARGUMENT);
+	ST(h, put(h, "absent", "x", INT64_MAX, STORAGE_NEVER, &v), STORAGE_INVALID_ARGUMENT);
+	/* a failed save leaves the caller's version alone */
+	r.version = 77;
+	ST(h, storage_save(h, &r, 1), STORAGE_VERSION_CONFLICT);
+	assert_int_equal(r.version, 77);
+}
+
+static void
+test_fields_roundtrip(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	static const unsigned char bin[] = {0, 1, 2, 0xff, 0, 0x80, 'x'};
+	storage_record r = {0};
+	storage_record got;
+	int64_t		exp = storage_now(h) + 3600 * STORAGE_SEC + 123457;
+
+	r.id = "fields";
+	r.format = "application/octet-stream; v=1";
+	r.data = (unsigned char *) bin;
+	r.data_len = sizeof(bin);
+	r.expires_at = exp;
+	ST(h, storage_save(h, &r, 0), STORAGE_OK);
+	ST(h, storage_fetch(h, "fields", &got), STORAGE_OK);
+	assert_string_equal(got.id, "fields");
+	assert_int_equal(got.version, 1);
+	assert_string_equal(got.format, r.format);
+	assert_int_equal(got.data_len, sizeof(bin));
+	assert_memory_equal(got.data, bin, sizeof(bin));
+	assert_int_equal(got.expires_at, exp);
+	storage_record_clear(&got);
+
+	/* empty data and empty format are not NULL */
+	r.format = "";
+	r.data = (unsigned char *) "";
+	r.data_len = 0;
+	r.expires_at = STORAGE_NEVER;
+	ST(h, storage_save(h, &r, 1), STORAGE_OK);
+	ST(h, storage_fetch(h, "fields", &got), STORAGE_OK);
+	assert_non_null(got.format);
+	assert_string_equal(got.format, "");
+	assert_non_null(got.data);
+	assert_int_equal(got.data_len, 0);
+	assert_int_equal(got.expires_at, STORAGE_NEVER);
+	assert_int_equal(got.version, 2);
+	storage_record_clear(&got);
+}
+
+/* ---- expiry ------------------------------------------------------------ */
+
+static void
+test_expiry_hiding(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_record r;
+	storage_record *recs;
+	size_t		n;
+	int64_t		v;
+	bool		deleted;
+
+	ST(h, put(h, "exp/a", "a", 0, storage_now(h) + TICK, &v), STORAGE_OK);
+	ST(h, put(h, "exp/b", "b", 0, storage_now(h) + 100 * TICK, &v), STORAGE_OK);
+	ST(h, storage_fetch(h, "exp/a", &r), STORAGE_OK);
+	storage_record_clear(&r);
+	advance(f, 2 * TICK);
+	ST(h, storage_fetch(h, "exp/a", &r), STORAGE_NOT_FOUND);
+	ST(h, storage_list(h, "exp/", &recs, &n), STORAGE_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(recs[0].id, "exp/b");
+	storage_records_free(recs, n);
+	/* expired = absent for the save rules */
+	ST(h, put(h, "exp/a", "x", 1, STORAGE_NEVER, &v), STORAGE_VERSION_CONFLICT);
+	ST(h, put(h, "exp/a", "new", -1, STORAGE_NEVER, &v), STORAGE_OK);
+	assert_int_equal(v, 1);
+
+	/* expired from the start; replaced by a create; delete says false */
+	ST(h, put(h, "exp/c", "c", 0, storage_now(h) - STORAGE_SEC, &v), STORAGE_OK);
+	ST(h, storage_fetch(h, "exp/c", &r), STORAGE_NOT_FOUND);
+	ST(h, put(h, "exp/c", "c2", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	assert_int_equal(v, 1);
+	ST(h, put(h, "exp/d", "d", 0, storage_now(h) - STORAGE_SEC, &v), STORAGE_OK);
+	ST(h, storage_delete(h, "exp/d", &deleted), STORAGE_OK);
+	assert_false(deleted);
+}
+
+static void
+test_purge(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	int64_t		past = storage_now(h) - 10 * STORAGE_SEC;
+	int64_t		count,
+				v;
+	storage_record *recs;
+	size_t		n;
+
+	ST(h, put(h, "p1", "x", 0, past, &v), STORAGE_OK);
+	ST(h, put(h, "p2", "x", 0, past, &v), STORAGE_OK);
+	ST(h, put(h, "p3", "x", 0, past, &v), STORAGE_OK);
+	ST(h, put(h, "live1", "x", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	ST(h, put(h, "live2", "x", 0, storage_now(h) + 3600 * STORAGE_SEC, &v), STORAGE_OK);
+	ST(h, storage_purge_expired(h, 1, &count), STORAGE_OK);
+	assert_int_equal(count, 1);
+	if (strcmp(f->backend, "dir") == 0)
+	{
+		/* a crashed writer's temporary file: purge removes it */
+		char		path[PATH_MAX + 64];
+		FILE	   *fp;
+
+		snprintf(path, sizeof(path), "%s/store/.tmp.99999.7", f->tmpdir);
+		fp = fopen(path, "w");
+		assert_non_null(fp);
+		fputs("torn", fp);
+		fclose(fp);
+		ST(h, storage_purge_expired(h, 0, &count), STORAGE_OK);
+		assert_int_equal(access(path, F_OK), -1);
+	}
+	else
+		ST(h, storage_purge_expired(h, 0, &count), STORAGE_OK);
+	assert_int_equal(count, 2);
+	ST(h, storage_purge_expired(h, -1, &count), STORAGE_OK);
+	assert_int_equal(count, 0);
+	ST(h, storage_list(h, "", &recs, &n), STORAGE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(recs[0].id, "live1");
+	assert_string_equal(recs[1].id, "live2");
+	storage_records_free(recs, n);
+}
+
+/* ---- list ------------------------------------------------------------- */
+
+static void
+test_list_order(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+
+	/* valid UTF-8 (the postgresql backend stores ids as text) */
+	static const char *ids[] = {
+		"b", "a", "a/b", "a\xc3\xa9", "a\xe2\x82\xac", "aZ", "a-", "ab",
+		"\xf0\x9f\x98\x80x", "a/", "A", "a b", "~", "a.b"
+	};
+	static const char *all_sorted[] = {
+		"A", "a", "a b", "a-", "a.b", "a/", "a/b", "aZ", "ab", "a\xc3\xa9",
+		"a\xe2\x82\xac", "b", "~", "\xf0\x9f\x98\x80x"
+	};
+	size_t		nids = sizeof(ids) / sizeof(ids[0]);
+	storage_record *recs;
+	size_t		n;
+	int64_t		v;
+
+	for (size_t i = 0; i < nids; i++)
+		ST(h, put(h, ids[i], ids[i], 0, STORAGE_NEVER, &v), STORAGE_OK);
+	ST(h, put(h, "a-expired", "x", 0, storage_now(h) - STORAGE_SEC, &v), STORAGE_OK);
+
+	ST(h, storage_list(h, "", &recs, &n), STORAGE_OK);
+	assert_int_equal(n, nids);
+	for (size_t i = 0; i < n; i++)
+	{
+		assert_string_equal(recs[i].id, all_sorted[i]);
+		assert_data(&recs[i], all_sorted[i]);
+		assert_int_equal(recs[i].version, 1);
+	}
+	storage_records_free(recs, n);
+
+	ST(h, storage_list(h, "a", &recs, &n), STORAGE_OK);
+	assert_int_equal(n, 10);
+	assert_string_equal(recs[0].id, "a");
+	assert_string_equal(recs[9].id, "a\xe2\x82\xac");
+	storage_records_free(recs, n);
+
+	ST(h, storage_list(h, "a/", &recs, &n), STORAGE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(recs[0].id, "a/");
+	assert_string_equal(recs[1].id, "a/b");
+	storage_records_free(recs, n);
+
+	ST(h, storage_list(h, "a\xc3\xa9", &recs, &n), STORAGE_OK);
+	assert_int_equal(n, 1);
+	storage_records_free(recs, n);
+
+	ST(h, storage_list(h, "zzz", &recs, &n), STORAGE_OK);
+	assert_int_equal(n, 0);
+	storage_records_free(recs, n);
+}
+
+/* ---- bad arguments ----------------------------------------------------- */
+
+static void
+test_bad_ids(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	char		long_id[STORAGE_MAX_ID_LEN + 2];
+	storage_record r = {0};
+	storage_record *recs;
+	size_t		n;
+	int64_t		v;
+	bool		deleted;
+
+	memset(long_id, 'x', sizeof(long_id) - 1);
+	long_id[STORAGE_MAX_ID_LEN + 1] = '\0';	/* 256 bytes */
+
+	ST(h, storage_fetch(h, NULL, &r), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_fetch(h, "", &r), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_fetch(h, long_id, &r), STORAGE_INVALID_ARGUMENT);
+	assert_non_null(strstr(storage_errmsg(h), "255"));
+	ST(h, put(h, NULL, "x", -1, STORAGE_NEVER, &v), STORAGE_INVALID_ARGUMENT);
+	ST(h, put(h, "", "x", -1, STORAGE_NEVER, &v), STORAGE_INVALID_ARGUMENT);
+	ST(h, put(h, long_id, "x", -1, STORAGE_NEVER, &v), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_delete(h, NULL, &deleted), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_delete(h, "", &deleted), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_delete(h, long_id, &deleted), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_save(h, NULL, -1), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_list(h, NULL, &recs, &n), STORAGE_INVALID_ARGUMENT);
+	ST(NULL, storage_fetch(NULL, "x", &r), STORAGE_INVALID_ARGUMENT);
+	r.id = "x";
+	r.data = NULL;
+	r.data_len = 3;
+	ST(h, storage_save(h, &r, -1), STORAGE_INVALID_ARGUMENT);
+
+	/* 255 bytes is fine, and so are two ids sharing a 254-byte prefix */
+	long_id[STORAGE_MAX_ID_LEN] = '\0';
+	ST(h, put(h, long_id, "long", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	long_id[STORAGE_MAX_ID_LEN - 1] = 'y';
+	ST(h, put(h, long_id, "long2", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	ST(h, storage_fetch(h, long_id, &r), STORAGE_OK);
+	assert_data(&r, "long2");
+	storage_record_clear(&r);
+	long_id[STORAGE_MAX_ID_LEN - 1] = '\0';
+	ST(h, storage_list(h, long_id, &recs, &n), STORAGE_OK);
+	assert_int_equal(n, 2);
+	assert_data(&recs[0], "long");
+	assert_data(&recs[1], "long2");
+	storage_records_free(recs, n);
+}
+
+static void
+test_path_like_ids(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	static const char *ids[] = {
+		"../x", "/etc/passwd", "..", ".", "a/../../b", "./.lock", ".lock",
+		"%2E%2E", "~x", "\\..\\x", "a\nb"
+	};
+	storage_record r;
+	int64_t		v;
+
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+		ST(h, put(h, ids[i], ids[i], 0, STORAGE_NEVER, &v), STORAGE_OK);
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+	{
+		ST(h, storage_fetch(h, ids[i], &r), STORAGE_OK);
+		assert_string_equal(r.id, ids[i]);
+		assert_data(&r, ids[i]);
+		storage_record_clear(&r);
+	}
+	if (strcmp(f->backend, "dir") == 0)
+	{
+		/* nothing escaped: the temp dir holds only "store" */
+		DIR		   *d = opendir(f->tmpdir);
+		struct dirent *de;
+		int			entries = 0;
+
+		assert_non_null(d);
+		while ((de = readdir(d)) != NULL)
+		{
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				continue;
+			assert_string_equal(de->d_name, "store");
+			entries++;
+		}
+		closedir(d);
+		assert_int_equal(entries, 1);
+	}
+}
+
+static void
+test_open_and_status(void **state)
+{
+	fixture    *f = *state;
+	storage_client *x = (storage_client *) 1;
+
+	ST(NULL, storage_open("bogus:thing", &x), STORAGE_INVALID_ARGUMENT);
+	assert_null(x);
+	assert_non_null(strstr(storage_errmsg(NULL), "unknown URI scheme"));
+	ST(NULL, storage_open("", &x), STORAGE_INVALID_ARGUMENT);
+	ST(NULL, storage_open(NULL, &x), STORAGE_INVALID_ARGUMENT);
+	ST(NULL, storage_open("memory:extra", &x), STORAGE_INVALID_ARGUMENT);
+	ST(NULL, storage_open("dir:", &x), STORAGE_INVALID_ARGUMENT);
+	ST(NULL, storage_open("dir:/proc/no/such/place", &x), STORAGE_BACKEND_ERROR);
+	assert_null(x);
+	assert_string_equal(storage_status_name(STORAGE_COMPARE_FAILED),
+						"STORAGE_COMPARE_FAILED");
+	assert_string_equal(storage_backend_name(f->h),
+						strcmp(f->backend, "postgresql") == 0 ? "postgresql" : f->backend);
+	if (f->fake)
+		ST(f->h, storage_set_clock(f->h, NULL, NULL), STORAGE_OK);
+	else
+		ST(f->h, storage_set_clock(f->h, fake_clock, f), STORAGE_INVALID_ARGUMENT);
+	/* messages are per handle */
+	ST(f->h, put(f->h, "", "x", -1, STORAGE_NEVER, NULL), STORAGE_INVALID_ARGUMENT);
+	assert_string_not_equal(storage_errmsg(f->h), "");
+}
+
+/* ---- bucket layer ------------------------------------------------------ */
+
+static const char *const B12[] = {"b1", "b2"};
+
+static void
+test_bucket_names(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	static const char *bad[] = {"", "a/b", ".", "..", ".hidden"};
+	char		big[200];
+	const char *bigb[2] = {big, big};
+	unsigned char *val;
+	size_t		len;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+	{
+		const char *b[2] = {"ok", bad[i]};
+
+		ST(h, storage_upsert_val(h, B12, 2, bad[i], "v", 1, 0), STORAGE_INVALID_ARGUMENT);
+		ST(h, storage_create_val(h, b, 2, "k", "v", 1, 0), STORAGE_INVALID_ARGUMENT);
+		ST(h, storage_get_val(h, b, 2, "k", &val, &len), STORAGE_INVALID_ARGUMENT);
+		ST(h, storage_delete_key(h, B12, 2, bad[i]), STORAGE_INVALID_ARGUMENT);
+		ST(h, storage_acquire_lock(h, bad[i], STORAGE_SEC), STORAGE_INVALID_ARGUMENT);
+	}
+	ST(h, storage_upsert_val(h, B12, 2, NULL, "v", 1, 0), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_upsert_val(h, NULL, 1, "k", "v", 1, 0), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_upsert_val(h, B12, 2, "k", NULL, 1, 0), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_upsert_val(h, B12, 2, "k", "v", 1, -1), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_create_val(h, B12, 2, "k", "v", 1, -5), STORAGE_INVALID_ARGUMENT);
+	assert_non_null(strstr(storage_errmsg(h), "ttl"));
+	memset(big, 'b', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	ST(h, storage_upsert_val(h, bigb, 2, "k", "v", 1, 0), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_upsert_val(h, bigb, 1, big, "v", 1, 0), STORAGE_INVALID_ARGUMENT);
+	/* nothing was written by any of that */
+	{
+		storage_record *recs;
+		size_t		n;
+
+		ST(h, storage_list(h, "", &recs, &n), STORAGE_OK);
+		assert_int_equal(n, 0);
+		storage_records_free(recs, n);
+	}
+}
+
+static void
+test_bucket_values(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	unsigned char *val;
+	size_t		len;
+	storage_record r;
+	int64_t		v;
+
+	ST(h, storage_create_val(h, B12, 2, "k", "v1", 2, 0), STORAGE_OK);
+	ST(h, storage_create_val(h, B12, 2, "k", "v2", 2, 0), STORAGE_ALREADY_EXISTS);
+	ST(h, storage_get_val(h, B12, 2, "k", &val, &len), STORAGE_OK);
+	assert_int_equal(len, 2);
+	assert_memory_equal(val, "v1", 2);
+	free(val);
+
+	/* same records as the provider API, in both directions */
+	ST(h, storage_fetch(h, "b1/b2/k", &r), STORAGE_OK);
+	assert_data(&r, "v1");
+	assert_null(r.format);
+	assert_int_equal(r.version, 1);
+	storage_record_clear(&r);
+	ST(h, storage_upsert_val(h, B12, 2, "k", "v3", 2, 0), STORAGE_OK);
+	ST(h, storage_fetch(h, "b1/b2/k", &r), STORAGE_OK);
+	assert_data(&r, "v3");
+	assert_int_equal(r.version, 2);	/* bucket writes bump the version */
+	storage_record_clear(&r);
+	ST(h, put(h, "b1/b2/from-provider", "pv", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	ST(h, storage_get_val(h, B12, 2, "from-provider", &val, &len), STORAGE_OK);
+	assert_int_equal(len, 2);
+	assert_memory_equal(val, "pv", 2);
+	free(val);
+
+	/* empty value; root bucket */
+	ST(h, storage_upsert_val(h, NULL, 0, "rootkey", NULL, 0, 0), STORAGE_OK);
+	ST(h, storage_get_val(h, NULL, 0, "rootkey", &val, &len), STORAGE_OK);
+	assert_int_equal(len, 0);
+	free(val);
+
+	/* missing key; a bucket is not a key */
+	ST(h, storage_get_val(h, B12, 2, "nope", &val, &len), STORAGE_NOT_FOUND);
+	assert_non_null(strstr(storage_errmsg(h), "not found"));
+	assert_null(val);
+	ST(h, storage_get_val(h, B12, 1, "b2", &val, &len), STORAGE_INVALID_ARGUMENT);
+	assert_non_null(strstr(storage_errmsg(h), "bucket"));
+}
+
+static void
+test_bucket_ttl(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	unsigned char *val;
+	size_t		len;
+	char	  **keys;
+	size_t		n;
+
+	ST(h, storage_upsert_val(h, B12, 2, "short", "s", 1, TICK), STORAGE_OK);
+	ST(h, storage_upsert_val(h, B12, 2, "cleared", "c", 1, TICK), STORAGE_OK);
+	ST(h, storage_upsert_val(h, B12, 2, "cleared", "c2", 2, 0), STORAGE_OK);
+	ST(h, storage_get_val(h, B12, 2, "short", &val, &len), STORAGE_OK);
+	free(val);
+	advance(f, 2 * TICK);
+	ST(h, storage_get_val(h, B12, 2, "short", &val, &len), STORAGE_NOT_FOUND);
+	ST(h, storage_get_val(h, B12, 2, "cleared", &val, &len), STORAGE_OK);
+	assert_memory_equal(val, "c2", 2);
+	free(val);
+	ST(h, storage_get_keys(h, B12, 2, &keys, &n), STORAGE_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(keys[0], "cleared");
+	storage_strings_free(keys, n);
+	/* create over an expired value; delete_key of an expired one */
+	ST(h, storage_create_val(h, B12, 2, "short", "s2", 2, TICK), STORAGE_OK);
+	advance(f, 2 * TICK);
+	ST(h, storage_delete_key(h, B12, 2, "short"), STORAGE_NOT_FOUND);
+	/* a bucket holding something live is not a key; an empty one is nothing */
+	ST(h, storage_get_val(h, B12, 1, "b2", &val, &len), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_delete_key(h, B12, 2, "cleared"), STORAGE_OK);
+	ST(h, storage_get_val(h, B12, 1, "b2", &val, &len), STORAGE_NOT_FOUND);
+}
+
+static void
+test_compare_and_swap(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	unsigned char *val;
+	size_t		len;
+
+	ST(h, storage_compare_and_swap_val(h, B12, 2, "k", "n", 1, "p", 1, 0),
+	   STORAGE_COMPARE_FAILED);
+	ST(h, storage_upsert_val(h, B12, 2, "k", "old", 3, 0), STORAGE_OK);
+	ST(h, storage_compare_and_swap_val(h, B12, 2, "k", "n", 1, NULL, 0, 0),
+	   STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_compare_and_swap_val(h, B12, 2, "k", "n", 1, "", 0, 0),
+	   STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_compare_and_swap_val(h, B12, 2, "k", "n", 1, "ol", 2, 0),
+	   STORAGE_COMPARE_FAILED);
+	ST(h, storage_compare_and_swap_val(h, B12, 2, "k", "new", 3, "old", 3, TICK),
+	   STORAGE_OK);
+	ST(h, storage_get_val(h, B12, 2, "k", &val, &len), STORAGE_OK);
+	assert_int_equal(len, 3);
+	assert_memory_equal(val, "new", 3);
+	free(val);
+	ST(h, storage_compare_and_swap_val(h, B12, 2, "k", "x", 1, "old", 3, 0),
+	   STORAGE_COMPARE_FAILED);
+	advance(f, 2 * TICK);
+	ST(h, storage_compare_and_swap_val(h, B12, 2, "k", "x", 1, "new", 3, 0),
+	   STORAGE_COMPARE_FAILED);
+}
+
+typedef struct cas_arg
+{
+	fixture    *f;
+	storage_client *h;
+	int			i;
+	pthread_barrier_t *barrier;
+	storage_status result;
+} cas_arg;
+
+static void *
+cas_thread(void *p)
+{
+	cas_arg    *a = p;
+	char		val[16];
+
+	snprintf(val, sizeof(val), "t%d", a->i);
+	pthread_barrier_wait(a->barrier);
+	a->result = storage_compare_and_swap_val(a->h, B12, 2, "cas", val,
+											 strlen(val), "v0", 2, 0);
+	return NULL;
+}
+
+static void
+test_compare_and_swap_race(void **state)
+{
+	fixture    *f = *state;
+	enum
+	{
+	NT = 6};
+	pthread_t	th[NT];
+	cas_arg		args[NT];
+	pthread_barrier_t barrier;
+	int			wins = 0;
+
+	for (int round = 0; round < 5; round++)
+	{
+		ST(f->h, storage_upsert_val(f->h, B12, 2, "cas", "v0", 2, 0), STORAGE_OK);
+		pthread_barrier_init(&barrier, NULL, NT);
+		for (int i = 0; i < NT; i++)
+		{
+			args[i] = (cas_arg) {.f = f, .h = f->h, .i = i, .barrier = &barrier};
+			/* separate handles where the backend shares data between them */
+			if (strcmp(f->backend, "memory") != 0 && i % 2 == 1)
+				ST(NULL, open_peer(f, &args[i].h), STORAGE_OK);
+			pthread_create(&th[i], NULL, cas_thread, &args[i]);
+		}
+		wins = 0;
+		for (int i = 0; i < NT; i++)
+		{
+			pthread_join(th[i], NULL);
+			if (args[i].result == STORAGE_OK)
+				wins++;
+			else
+				assert_int_equal(args[i].result, STORAGE_COMPARE_FAILED);
+			if (args[i].h != f->h)
+				storage_close(args[i].h);
+		}
+		pthread_barrier_destroy(&barrier);
+		assert_int_equal(wins, 1);
+	}
+}
+
+static void
+test_keys_and_items(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	const char *a[] = {"a"};
+	const char *asub[] = {"a", "sub"};
+	const char *asub2deep[] = {"a", "sub2", "deep"};
+	const char *unknown[] = {"nope", "never"};
+	char	  **keys;
+	storage_item *items;
+	size_t		n;
+
+	ST(h, storage_upsert_val(h, a, 1, "k2", "v2", 2, 0), STORAGE_OK);
+	ST(h, storage_upsert_val(h, a, 1, "k1", "v1", 2, 0), STORAGE_OK);
+	ST(h, storage_upsert_val(h, a, 1, "s-b", "x", 1, 0), STORAGE_OK);
+	ST(h, storage_upsert_val(h, a, 1, "old", "o", 1, TICK), STORAGE_OK);
+	ST(h, storage_upsert_val(h, asub, 2, "x", "x", 1, 0), STORAGE_OK);
+	ST(h, storage_upsert_val(h, asub, 2, "y", "y", 1, 0), STORAGE_OK);
+	ST(h, storage_upsert_val(h, asub2deep, 3, "z", "z", 1, 0), STORAGE_OK);
+	ST(h, storage_upsert_val(h, a, 1, "gone", "g", 1, TICK), STORAGE_OK);
+	ST(h, storage_upsert_val(h, NULL, 0, "top", "t", 1, 0), STORAGE_OK);
+	ST(h, storage_acquire_lock(h, "a-lock", 100 * TICK), STORAGE_OK);
+	advance(f, 2 * TICK);
+
+	ST(h, storage_get_keys(h, a, 1, &keys, &n), STORAGE_OK);
+	assert_int_equal(n, 5);
+	assert_string_equal(keys[0], "k1");
+	assert_string_equal(keys[1], "k2");
+	assert_string_equal(keys[2], "s-b");
+	assert_string_equal(keys[3], "sub");
+	assert_string_equal(keys[4], "sub2");
+	storage_strings_free(keys, n);
+
+	ST(h, storage_get_items(h, a, 1, &items, &n), STORAGE_OK);
+	assert_int_equal(n, 3);
+	assert_string_equal(items[0].key, "k1");
+	assert_int_equal(items[0].val_len, 2);
+	assert_memory_equal(items[0].val, "v1", 2);
+	assert_int_equal(items[0].expires_at, STORAGE_NEVER);
+	assert_string_equal(items[1].key, "k2");
+	assert_string_equal(items[2].key, "s-b");
+	storage_items_free(items, n);
+
+	/* the root: locks (".locks") are reserved and not listed */
+	ST(h, storage_get_keys(h, NULL, 0, &keys, &n), STORAGE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(keys[0], "a");
+	assert_string_equal(keys[1], "top");
+	storage_strings_free(keys, n);
+
+	ST(h, storage_get_keys(h, unknown, 2, &keys, &n), STORAGE_OK);
+	assert_int_equal(n, 0);
+	storage_strings_free(keys, n);
+	ST(h, storage_get_items(h, unknown, 2, &items, &n), STORAGE_OK);
+	assert_int_equal(n, 0);
+	storage_items_free(items, n);
+	ST(h, storage_release_lock(h, "a-lock"), STORAGE_OK);
+}
+
+static void
+test_upsert_items(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_item good[] = {
+		{.key = "x", .val = (unsigned char *) "1", .val_len = 1},
+		{.key = "y", .val = (unsigned char *) "2", .val_len = 1},
+		{.key = "z", .val = (unsigned char *) "3", .val_len = 1},
+	};
+	storage_item dup[] = {
+		{.key = "p", .val = (unsigned char *) "1", .val_len = 1},
+		{.key = "q", .val = (unsigned char *) "2", .val_len = 1},
+		{.key = "p", .val = (unsigned char *) "3", .val_len = 1},
+	};
+	storage_item bad[] = {
+		{.key = "p", .val = (unsigned char *) "1", .val_len = 1},
+		{.key = "..", .val = (unsigned char *) "2", .val_len = 1},
+	};
+	storage_item *items;
+	size_t		n;
+
+	ST(h, storage_upsert_items(h, B12, 2, dup, 3, 0), STORAGE_INVALID_ARGUMENT);
+	assert_non_null(strstr(storage_errmsg(h), "duplicate"));
+	ST(h, storage_upsert_items(h, B12, 2, bad, 2, 0), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_upsert_items(h, B12, 2, good, 3, -1), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_get_items(h, B12, 2, &items, &n), STORAGE_OK);
+	assert_int_equal(n, 0);		/* all or nothing */
+	storage_items_free(items, n);
+
+	ST(h, storage_upsert_items(h, B12, 2, good, 3, TICK), STORAGE_OK);
+	ST(h, storage_upsert_items(h, B12, 2, good + 1, 1, 0), STORAGE_OK);
+	ST(h, storage_get_items(h, B12, 2, &items, &n), STORAGE_OK);
+	assert_int_equal(n, 3);
+	assert_string_equal(items[2].key, "z");
+	assert_memory_equal(items[2].val, "3", 1);
+	assert_true(items[0].expires_at != STORAGE_NEVER);
+	assert_int_equal(items[1].expires_at, STORAGE_NEVER);
+	storage_items_free(items, n);
+	advance(f, 2 * TICK);
+	ST(h, storage_get_items(h, B12, 2, &items, &n), STORAGE_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(items[0].key, "y");
+	storage_items_free(items, n);
+	ST(h, storage_upsert_items(h, B12, 2, NULL, 0, 0), STORAGE_OK);
+}
+
+static void
+test_delete_key_and_bucket(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	const char *a[] = {"a"};
+	const char *asub[] = {"a", "sub"};
+	const char *asubd[] = {"a", "sub", "d"};
+	const char *asub2[] = {"a", "sub2"};
+	int64_t		count;
+	char	  **keys;
+	size_t		n;
+
+	ST(h, storage_upsert_val(h, a, 1, "k", "v", 1, 0), STORAGE_OK);
+	ST(h, storage_delete_key(h, a, 1, "k"), STORAGE_OK);
+	ST(h, storage_delete_key(h, a, 1, "k"), STORAGE_NOT_FOUND);
+
+	ST(h, storage_upsert_val(h, asub, 2, "x", "v", 1, 0), STORAGE_OK);
+	ST(h, storage_upsert_val(h, asub, 2, "y", "v", 1, 0), STORAGE_OK);
+	ST(h, storage_upsert_val(h, asubd, 3, "z", "v", 1, 0), STORAGE_OK);
+	ST(h, storage_upsert_val(h, asubd, 3, "old", "v", 1, TICK), STORAGE_OK);
+	ST(h, storage_upsert_val(h, asub2, 2, "keep", "v", 1, 0), STORAGE_OK);
+	ST(h, storage_upsert_val(h, a, 1, "sub", "a key named like the bucket", 27, 0),
+	   STORAGE_OK);
+	advance(f, 2 * TICK);
+	ST(h, storage_delete_bucket(h, a, 1, "sub", &count), STORAGE_OK);
+	assert_int_equal(count, 3);
+	ST(h, storage_delete_bucket(h, a, 1, "sub", &count), STORAGE_NOT_FOUND);
+	assert_int_equal(count, 0);
+	ST(h, storage_delete_bucket(h, a, 1, "..", &count), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_get_keys(h, a, 1, &keys, &n), STORAGE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(keys[0], "sub");	/* the key */
+	assert_string_equal(keys[1], "sub2");
+	storage_strings_free(keys, n);
+	ST(h, storage_delete_bucket(h, NULL, 0, "a", &count), STORAGE_OK);
+	assert_int_equal(count, 2);
+}
+
+/* ---- locks ------------------------------------------------------------- */
+
+static void
+test_locks(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_record r;
+
+	ST(h, storage_acquire_lock(h, "t", 0), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_acquire_lock(h, "t", -1), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_release_lock(h, "t"), STORAGE_NOT_FOUND);
+	ST(h, storage_acquire_lock(h, "t", 100 * TICK), STORAGE_OK);
+	ST(h, storage_fetch(h, ".locks/t", &r), STORAGE_OK);
+	assert_non_null(r.data);
+	assert_int_equal(r.data_len, 0);
+	assert_null(r.format);
+	assert_true(r.expires_at != STORAGE_NEVER);
+	storage_record_clear(&r);
+	ST(h, storage_acquire_lock(h, "other", 100 * TICK), STORAGE_OK);	/* no blocking */
+	ST(h, storage_release_lock(h, "t"), STORAGE_OK);
+	ST(h, storage_release_lock(h, "t"), STORAGE_NOT_FOUND);
+	ST(h, storage_release_lock(h, "other"), STORAGE_OK);
+
+	/* an expired lock is taken over */
+	ST(h, storage_acquire_lock(h, "exp", TICK), STORAGE_OK);
+	advance(f, 2 * TICK);
+	ST(h, storage_acquire_lock(h, "exp", TICK), STORAGE_OK);
+	advance(f, 2 * TICK);
+	ST(h, storage_release_lock(h, "exp"), STORAGE_NOT_FOUND);	/* expired */
+}
+
+typedef struct lock_arg
+{
+	storage_client *h;
+	atomic_int *released;
+	storage_status st;
+	int			released_seen;
+} lock_arg;
+
+static void *
+lock_thread(void *p)
+{
+	lock_arg   *a = p;
+
+	a->st = storage_acquire_lock(a->h, "handoff", 1000 * TICK);
+	a->released_seen = atomic_load(a->released);
+	return NULL;
+}
+
+static void
+test_lock_handoff(void **state)
+{
+	fixture    *f = *state;
+	atomic_int	released = 0;
+	lock_arg	a = {.released = &released};
+	pthread_t	th;
+
+	ST(f->h, storage_acquire_lock(f->h, "handoff", 1000 * TICK), STORAGE_OK);
+	a.h = f->h;
+	if (strcmp(f->backend, "memory") != 0)
+		ST(NULL, open_peer(f, &a.h), STORAGE_OK);
+	pthread_create(&th, NULL, lock_thread, &a);
+	sleep_us(150 * STORAGE_MSEC);	/* the waiter is blocked meanwhile */
+	atomic_store(&released, 1);
+	ST(f->h, storage_release_lock(f->h, "handoff"), STORAGE_OK);
+	pthread_join(th, NULL);
+	if (a.h != f->h)
+		storage_close(a.h);
+	assert_int_equal(a.st, STORAGE_OK);
+	assert_int_equal(a.released_seen, 1);
+	ST(f->h, storage_release_lock(f->h, "handoff"), STORAGE_OK);
+}
+
+/* ---- races ------------------------------------------------------------- */
+
+#define COUNTER_ID "race/counter"
+
+typedef struct race_shared
+{
+	fixture    *f;
+	int			target;			/* successful saves per writer */
+	atomic_int	successes;
+	atomic_int	inconsistent;
+	atomic_int	errors;
+	atomic_int	writers_done;
+	int			nwriters;
+} race_shared;
+
+typedef struct race_arg
+{
+	race_shared *s;
+	storage_client *h;
+	int			i;
+} race_arg;
+
+/* A fetched counter record must carry its own version in its data. */
+static bool
+consistent(const storage_record *r)
+{
+	char		buf[32];
+
+	if (r->data == NULL || r->data_len >= sizeof(buf))
+		return false;
+	memcpy(buf, r->data, r->data_len);
+	buf[r->data_len] = '\0';
+	return strncmp(buf, "v=", 2) == 0 && strtoll(buf + 2, NULL, 10) == r->version;
+}
+
+/* One versioned increment; returns 1 on success, 0 on conflict, -1 on error. */
+static int
+increment(storage_client *h, atomic_int *inconsistent)
+{
+	storage_record r;
+	storage_record w = {0};
+	char		data[32];
+	int64_t		expect;
+	storage_status st;
+
+	st = storage_fetch(h, COUNTER_ID, &r);
+	if (st == STORAGE_OK)
+	{
+		if (!consistent(&r))
+			atomic_fetch_add(inconsistent, 1);
+		expect = r.version;
+		storage_record_clear(&r);
+	}
+	else if (st == STORAGE_NOT_FOUND)
+		expect = 0;
+	else
+		return -1;
+	snprintf(data, sizeof(data), "v=%" PRId64, expect + 1);
+	w.id = COUNTER_ID;
+	w.data = (unsigned char *) data;
+	w.data_len = strlen(data);
+	st = storage_save(h, &w, expect);
+	if (st == STORAGE_OK)
+		return w.version == expect + 1 ? 1 : -1;
+	return st == STORAGE_VERSION_CONFLICT ? 0 : -1;
+}
+
+static void *
+writer_thread(void *p)
+{
+	race_arg   *a = p;
+	race_shared *s = a->s;
+
+	for (int done = 0; done < s->target;)
+	{
+		int			r = increment(a->h, &s->inconsistent);
+
+		if (r < 0)
+		{
+			atomic_fetch_add(&s->errors, 1);
+			break;
+		}
+		done += r;
+		atomic_fetch_add(&s->successes, r);
+	}
+	atomic_fetch_add(&s->writers_done, 1);
+	return NULL;
+}
+
+/* create / fetch / delete distinct ids, and watch the counter */
+static void *
+other_thread(void *p)
+{
+	race_arg   *a = p;
+	race_shared *s = a->s;
+
+	for (int n = 0; atomic_load(&s->writers_done) < s->nwriters || n < 5; n++)
+	{
+		char		id[64];
+		storage_record r;
+		int64_t		v;
+		bool		deleted;
+
+		snprintf(id, sizeof(id), "race/other-%d-%d", a->i, n);
+		if (put(a->h, id, id, 0, STORAGE_NEVER, &v) != STORAGE_OK || v != 1)
+			atomic_fetch_add(&s->errors, 1);
+		if (storage_fetch(a->h, id, &r) != STORAGE_OK ||
+			r.version != 1 || r.data_len != strlen(id) ||
+			memcmp(r.data, id, r.data_len) != 0)
+			atomic_fetch_add(&s->inconsistent, 1);
+		storage_record_clear(&r);
+		if (storage_fetch(a->h, COUNTER_ID, &r) == STORAGE_OK && !consistent(&r))
+			atomic_fetch_add(&s->inconsistent, 1);
+		storage_record_clear(&r);
+		if (storage_delete(a->h, id, &deleted) != STORAGE_OK || !deleted)
+			atomic_fetch_add(&s->errors, 1);
+		if (storage_fetch(a->h, id, &r) != STORAGE_NOT_FOUND)
+			atomic_fetch_add(&s->inconsistent, 1);
+	}
+	return NULL;
+}
+
+static void
+check_counter(storage_client *h, int expected)
+{
+	storage_record r;
+
+	ST(h, storage_fetch(h, COUNTER_ID, &r), STORAGE_OK);
+	assert_true(consistent(&r));
+	assert_int_equal(r.version, expected);
+	storage_record_clear(&r);
+}
+
+static void
+test_race_threads(void **state)
+{
+	fixture    *f = *state;
+	enum
+	{
+	NW = 4, NO = 2};
+	pthread_t	th[NW + NO];
+	race_arg	args[NW + NO];
+	race_shared s = {.f = f, .nwriters = NW};
+	storage_record *recs;
+	size_t		n;
+
+	s.target = strcmp(f->backend, "memory") == 0 ? 300 :
+		strcmp(f->backend, "dir") == 0 ? 40 : 60;
+	for (int i = 0; i < NW + NO; i++)
+	{
+		args[i] = (race_arg) {.s = &s, .h = f->h, .i = i};
+		/* odd threads get their own handle where handles share data */
+		if (strcmp(f->backend, "memory") != 0 && i % 2 == 1)
+			ST(NULL, open_peer(f, &args[i].h), STORAGE_OK);
+	}
+	for (int i = 0; i < NW + NO; i++)
+		pthread_create(&th[i], NULL, i < NW ? writer_thread : other_thread, &args[i]);
+	for (int i = 0; i < NW + NO; i++)
+	{
+		pthread_join(th[i], NULL);
+		if (args[i].h != f->h)
+			storage_close(args[i].h);
+	}
+	assert_int_equal(atomic_load(&s.errors), 0);
+	assert_int_equal(atomic_load(&s.inconsistent), 0);
+	assert_int_equal(atomic_load(&s.successes), NW * s.target);
+	check_counter(f->h, NW * s.target);	/* no lost update */
+	ST(f->h, storage_list(f->h, "race/other", &recs, &n), STORAGE_OK);
+	assert_int_equal(n, 0);
+	storage_records_free(recs, n);
+}
+
+/* dir only: the same race across processes */
+static void
+test_race_processes(void **state)
+{
+	fixture    *f = *state;
+	enum
+	{
+	NP = 4, TARGET = 20};
+	int			fds[2];
+	pid_t		pids[NP];
+	int			total = 0,
+				bad = 0;
+
+	assert_int_equal(pipe(fds), 0);
+	for (int p = 0; p < NP; p++)
+	{
+		pids[p] = fork();
+		assert_true(pids[p] >= 0);
+		if (pids[p] == 0)
+		{
+			/* child: its own handle, never the parent's */
+			storage_client *h;
+			atomic_int	inconsistent = 0;
+			int			result[2] = {0, 0};
+
+			close(fds[0]);
+			if (open_peer(f, &h) != STORAGE_OK)
+				_exit(2);
+			for (int done = 0; done < TARGET;)
+			{
+				int			r = increment(h, &inconsistent);
+				char		id[64];
+				int64_t		v;
+
+				if (r < 0)
+				{
+					result[1]++;
+					break;
+				}
+				done += r;
+				result[0] += r;
+				snprintf(id, sizeof(id), "race/proc-%d-%d", p, done);
+				if (put(h, id, id, -1, STORAGE_NEVER, &v) != STORAGE_OK ||
+					storage_delete(h, id, NULL) != STORAGE_OK)
+					result[1]++;
+			}
+			result[1] += atomic_load(&inconsistent);
+			storage_close(h);
+			if (write(fds[1], result, sizeof(result)) != sizeof(result))
+				_exit(3);
+			_exit(0);
+		}
+	}
+	close(fds[1]);
+	for (int p = 0; p < NP; p++)
+	{
+		int			result[2];
+
+		assert_int_equal(read(fds[0], result, sizeof(result)), sizeof(result));
+		total += result[0];
+		bad += result[1];
+	}
+	close(fds[0]);
+	for (int p = 0; p < NP; p++)
+	{
+		int			status;
+
+		assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	assert_int_equal(bad, 0);
+	assert_int_equal(total, NP * TARGET);
+	check_counter(f->h, NP * TARGET);
+}
+
+/* postgresql only: a terminated connection is re-established */
+static void
+test_pg_reconnect(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_record r;
+	PGconn	   *admin;
+	PGresult   *res;
+	int64_t		v;
+	storage_status st;
+
+	ST(h, put(h, "re", "1", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	admin = PQconnectdb(pg_uri);
+	assert_int_equal(PQstatus(admin), CONNECTION_OK);
+	res = PQexec(admin,
+				 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+				 "WHERE application_name = 'storage_client' AND pid <> pg_backend_pid()");
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	assert_true(atoi(PQgetvalue(res, 0, 0)) >= 1);
+	PQclear(res);
+	/* wait until the server has really closed it */
+	for (int i = 0; i < 100; i++)
+	{
+		res = PQexec(admin, "SELECT count(*) FROM pg_stat_activity "
+					 "WHERE application_name = 'storage_client'");
+		st = atoi(PQgetvalue(res, 0, 0)) == 0 ? STORAGE_OK : STORAGE_BACKEND_ERROR;
+		PQclear(res);
+		if (st == STORAGE_OK)
+			break;
+		sleep_us(20 * STORAGE_MSEC);
+	}
+	PQfinish(admin);
+
+	/* the idle connection's death is noticed before anything is sent */
+	ST(h, put(h, "re", "2", 1, STORAGE_NEVER, &v), STORAGE_OK);
+	assert_int_equal(v, 2);
+	ST(h, storage_fetch(h, "re", &r), STORAGE_OK);
+	assert_int_equal(r.version, 2);
+	assert_data(&r, "2");
+	storage_record_clear(&r);
+}
+
+/* postgresql only: server errors map onto statuses */
+static void
+test_pg_errors(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_record *recs;
+	size_t		n;
+	int64_t		v;
+	PGconn	   *admin = PQconnectdb(pg_uri);
+	const char *enc = PQparameterStatus(admin, "server_encoding");
+
+	/* invalid UTF-8 is refused by the server: a backend error, no write */
+	if (enc && strcmp(enc, "UTF8") == 0)
+	{
+		ST(h, put(h, "bad\xff", "x", -1, STORAGE_NEVER, &v), STORAGE_BACKEND_ERROR);
+		assert_non_null(strstr(storage_errmsg(h), "SQLSTATE"));
+		ST(h, storage_list(h, "", &recs, &n), STORAGE_OK);
+		assert_int_equal(n, 0);
+		storage_records_free(recs, n);
+	}
+	PQfinish(admin);
+	ST(h, put(h, "c", "x", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	ST(h, put(h, "c", "x", 0, STORAGE_NEVER, &v), STORAGE_VERSION_CONFLICT);
+	assert_non_null(strstr(storage_errmsg(h), "SV001"));
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+static const struct CMUnitTest common_tests[] = {
+	T(test_save_sequence),
+	T(test_save_unconditional),
+	T(test_fields_roundtrip),
+	T(test_expiry_hiding),
+	T(test_purge),
+	T(test_list_order),
+	T(test_bad_ids),
+	T(test_path_like_ids),
+	T(test_open_and_status),
+	T(test_bucket_names),
+	T(test_bucket_values),
+	T(test_bucket_ttl),
+	T(test_compare_and_swap),
+	T(test_compare_and_swap_race),
+	T(test_keys_and_items),
+	T(test_upsert_items),
+	T(test_delete_key_and_bucket),
+	T(test_locks),
+	T(test_lock_handoff),
+	T(test_race_threads),
+};
+
+static const struct CMUnitTest dir_tests[] = {T(test_race_processes)};
+static const struct CMUnitTest pg_tests[] = {T(test_pg_reconnect), T(test_pg_errors)};
+
+#define NCOMMON (sizeof(common_tests) / sizeof(common_tests[0]))
+
+int
+main(int argc, char **argv)
+{
+	struct CMUnitTest tests[NCOMMON + 4];
+	size_t		ntests = 0;
+	bool		count_only = false;
+	int			failed;
+
+	if (argc == 3 && strcmp(argv[1], "--count") == 0)
+	{
+		count_only = true;
+		argv++;
+		argc--;
+	}
+	if (argc != 2 || (strcmp(argv[1], "memory") != 0 && strcmp(argv[1], "dir") != 0 &&
+					  strcmp(argv[1], "postgresql") != 0))
+	{
+		fprintf(stderr, "usage: %s [--count] memory|dir|postgresql\n", argv[0]);
+		return 2;
+	}
+	backend_name = argv[1];
+	memcpy(tests, common_tests, sizeof(common_tests));
+	ntests = NCOMMON;
+	if (strcmp(backend_name, "dir") == 0)
+	{
+		memcpy(tests + ntests, dir_tests, sizeof(dir_tests));
+		ntests += sizeof(dir_tests) / sizeof(dir_tests[0]);
+	}
+	if (strcmp(backend_name, "postgresql") == 0)
+	{
+		memcpy(tests + ntests, pg_tests, sizeof(pg_tests));
+		ntests += sizeof(pg_tests) / sizeof(pg_tests[0]);
+		pg_uri = getenv("STORAGE_TEST_PG_URI");
+		if (!count_only && (pg_uri == NULL || pg_uri[0] == '\0'))
+		{
+			printf("SKIP postgresql: STORAGE_TEST_PG_URI is not set\n");
+			printf("RESULT postgresql total=0 failed=0\n");
+			return 0;
+		}
+	}
+	if (count_only)
+	{
+		printf("%zu\n", ntests);
+		return 0;
+	}
+	failed = _cmocka_run_group_tests(backend_name, tests, ntests, NULL, NULL);
+	fflush(stderr);
+	printf("RESULT %s total=%zu failed=%d\n", backend_name, ntests, failed);
+	return failed == 0 ? 0 : 1;
+}
