@@ -10,7 +10,9 @@ OBJS = \
 	src/records.o \
 	src/purge.o \
 	src/guard.o \
-	src/batch.o
+	src/batch.o \
+	src/status.o \
+	src/worker.o
 
 DATA = $(wildcard sql/storage--*.sql)
 

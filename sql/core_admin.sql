@@ -78,3 +78,14 @@ CREATE EXTENSION storage;
 SELECT storage_save('again', 'x', 0);
 SELECT id, version FROM storage_fetch('again');
 SELECT storage_delete('again');
+
+-- administration: without shared_preload_libraries nothing purges by itself
+SELECT storage_worker_loaded();
+SELECT storage_save('old', 'x', -1, now() - interval '1 hour');
+SELECT storage_save('new', 'x');
+SELECT database = current_database() AS this_db, live_records, live_is_estimate,
+       expired_records, worker_state, launcher_pid, rows_purged_total
+  FROM storage_status(exact => true);
+SELECT live_is_estimate, expired_records FROM storage_status;
+SELECT has_table_privilege('pg_monitor', 'storage_status', 'SELECT') AS monitor_can_read,
+       has_table_privilege('public', 'storage_status', 'SELECT') AS public_can_read;

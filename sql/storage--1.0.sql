@@ -181,6 +181,82 @@ COMMENT ON FUNCTION @extschema@.storage_delete_many(text[]) IS
     'deletes the records with these ids; returns how many of them were live';
 
 --
+-- Expiry worker and administration.
+--
+CREATE FUNCTION @extschema@.storage_worker_loaded()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'storage_worker_loaded'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION @extschema@.storage_worker_loaded() IS
+    'true if storage is in shared_preload_libraries, so that expired records are purged automatically';
+
+CREATE FUNCTION @extschema@.storage_worker_status(
+    OUT state text,
+    OUT launcher_pid integer,
+    OUT last_purge_start timestamptz,
+    OUT last_purge_end timestamptz,
+    OUT rows_purged_last bigint,
+    OUT rows_purged_total bigint,
+    OUT last_error text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'storage_worker_status'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_worker_status() IS
+    'the expiry worker''s state for the current database, from shared memory (cheap)';
+
+-- Counting expired rows goes through the expiry-slot index (cost grows with
+-- the backlog only); live records are estimated from pg_class.reltuples
+-- unless exact => true asks for a full count.
+CREATE FUNCTION @extschema@.storage_status(
+    exact boolean DEFAULT false,
+    OUT database name,
+    OUT live_records bigint,
+    OUT live_is_estimate boolean,
+    OUT expired_records bigint,
+    OUT worker_state text,
+    OUT launcher_pid integer,
+    OUT last_purge_start timestamptz,
+    OUT last_purge_end timestamptz,
+    OUT rows_purged_last bigint,
+    OUT rows_purged_total bigint,
+    OUT last_error text)
+RETURNS record
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH now AS (
+        SELECT @extschema@.storage_now() AS t
+    ), expired AS (
+        SELECT count(*) AS n
+          FROM @extschema@.storage_records r, now
+         WHERE r.purge_after <= @extschema@.storage_expiry_slot(now.t)
+           AND r.expires_at <= now.t
+    ), est AS (
+        SELECT c.reltuples::bigint AS n
+          FROM pg_class c
+         WHERE c.oid = '@extschema@.storage_records'::regclass
+    ), live AS (
+        SELECT CASE
+                 WHEN $1 OR est.n < 0 THEN
+                   (SELECT count(*) FROM @extschema@.storage_records r, now
+                     WHERE r.expires_at IS NULL OR r.expires_at > now.t)
+                 ELSE greatest(est.n - expired.n, 0)
+               END AS n,
+               NOT ($1 OR est.n < 0) AS estimate
+          FROM est, expired
+    )
+    SELECT current_database(), live.n, live.estimate, expired.n, w.*
+      FROM live, expired, @extschema@.storage_worker_status() w
+$$;
+COMMENT ON FUNCTION @extschema@.storage_status(boolean) IS
+    'live and expired record counts and the expiry worker''s state for this database; exact => true counts live records exactly (full scan)';
+
+CREATE VIEW @extschema@.storage_status AS
+    SELECT * FROM @extschema@.storage_status(false);
+COMMENT ON VIEW @extschema@.storage_status IS
+    'at a glance: live records (estimated), expired records not yet purged, the expiry worker''s state, last purge, rows purged, last error';
+
+--
 -- DROP EXTENSION guard.
 --
 CREATE FUNCTION @extschema@.storage_drop_guard()
@@ -197,6 +273,17 @@ CREATE EVENT TRIGGER storage_drop_guard
 COMMENT ON EVENT TRIGGER storage_drop_guard IS
     'refuses DROP EXTENSION storage without CASCADE while live records exist';
 
+-- A NOTICE raised by this script itself would be swallowed (extension
+-- scripts run with client_min_messages = warning), so this only marks the
+-- notice as due; it is sent when CREATE EXTENSION commits.
+CREATE FUNCTION @extschema@.storage_expiry_notice()
+RETURNS void
+AS 'MODULE_PATHNAME', 'storage_expiry_notice'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_expiry_notice() IS
+    'at the end of the transaction, a NOTICE with the hint to enable automatic expiry if the library is not preloaded';
+SELECT @extschema@.storage_expiry_notice();
+
 --
 -- Privileges: nothing for PUBLIC but the harmless helpers above.  See the
 -- README for the GRANT recipe for an application role.
@@ -210,5 +297,15 @@ REVOKE ALL ON FUNCTION
     @extschema@.storage_fetch_many(text[]),
     @extschema@.storage_save_many(text[], bytea[], bigint[], timestamptz[], text[]),
     @extschema@.storage_delete_many(text[]),
-    @extschema@.storage_drop_guard()
+    @extschema@.storage_drop_guard(),
+    @extschema@.storage_expiry_notice(),
+    @extschema@.storage_worker_status(),
+    @extschema@.storage_status(boolean)
 FROM PUBLIC;
+REVOKE ALL ON @extschema@.storage_status FROM PUBLIC;
+-- monitoring roles may look at the figures
+GRANT EXECUTE ON FUNCTION @extschema@.storage_worker_status(),
+                          @extschema@.storage_status(boolean)
+   TO pg_monitor;
+GRANT SELECT ON @extschema@.storage_status TO pg_monitor;
+

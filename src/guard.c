@@ -98,3 +98,4 @@ storage_drop_guard(PG_FUNCTION_ARGS)
 				 errhint("Use DROP EXTENSION storage CASCADE to drop the records too, or save them first with pg_dump.")));
 	PG_RETURN_VOID();
 }
+

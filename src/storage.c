@@ -59,6 +59,8 @@ _PG_init(void)
 							   PGC_SUSET, 0,
 							   NULL, NULL, NULL);
 
+	storage_worker_init();
+
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("storage");
 #else

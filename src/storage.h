@@ -74,4 +74,33 @@ extern void storage_report_conflict(Datum id, int64 expect, TimestampTz now) pg_
 /* purge.c: shared by storage_purge_expired() and the background worker */
 extern uint64 storage_purge_batch(TimestampTz now, int batch_size);
 
+/*
+ * status.c: the expiry worker's state per database, in shared memory when
+ * the library is preloaded.
+ */
+typedef struct StorageDbStatus
+{
+	Oid			dboid;			/* InvalidOid: free slot */
+	bool		purging;
+	bool		more_work;		/* the last run stopped at its time budget */
+	TimestampTz last_start;
+	TimestampTz last_end;
+	int64		rows_last;
+	int64		rows_total;
+	char		last_error[256];
+} StorageDbStatus;
+
+extern bool storage_preloaded;
+extern void storage_status_init(void);
+extern void storage_status_set_launcher(pid_t pid);
+extern bool storage_status_get(Oid dboid, StorageDbStatus *out);
+extern void storage_status_put(const StorageDbStatus *st);
+extern void storage_status_forget(Oid dboid);
+
+/* worker.c: the expiry launcher and per-database purge workers */
+extern bool storage_autopurge;
+extern int	storage_purge_interval;
+extern int	storage_purge_batch_delay;
+extern void storage_worker_init(void);
+
 #endif							/* STORAGE_H */
