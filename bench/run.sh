@@ -169,11 +169,16 @@ purge_loop() {
 }
 
 section_expiry() {
-	local t0 t1 purged n lat_idle lat_busy rate
+	local t0 t1 purged n lat_idle lat_busy rate kv
+	# PURGE_SETTINGS="storage.purge_batch_size=1000 storage.purge_batch_delay=10"
+	for kv in ${PURGE_SETTINGS:-}; do
+		sql -c "ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}'" >/dev/null
+	done
+	sql -c "SELECT pg_reload_conf()" >/dev/null
 	log "expiry: loading $RECORDS expired records beside $RECORDS live ones"
 	load_expired "$RECORDS"
 	echo
-	echo "#### Expiry: $RECORDS expired + $RECORDS live records"
+	echo "#### Expiry: $RECORDS expired + $RECORDS live records${PURGE_SETTINGS:+ ($PURGE_SETTINGS)}"
 	echo
 	echo "| measurement | value |"
 	echo "|---|---:|"
