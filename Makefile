@@ -12,16 +12,18 @@ OBJS = \
 	src/guard.o \
 	src/batch.o \
 	src/status.o \
-	src/worker.o
+	src/worker.o \
+	src/buckets.o \
+	src/locks.o
 
 DATA = $(wildcard sql/storage--*.sql)
 
 # pg_regress: inputs in sql/, expected outputs in expected/
-REGRESS = core_save core_fetch_delete core_purge core_batch core_admin
+REGRESS = core_save core_fetch_delete core_purge core_batch core_admin buckets locks_touch
 REGRESS_OPTS = --inputdir=. --load-extension=storage
 
 # isolation: specs in test/specs/, expected outputs in test/expected/
-ISOLATION = save_races save_delete save_purge batch_races
+ISOLATION = save_races save_delete save_purge batch_races bucket_races
 ISOLATION_OPTS = --inputdir=test --load-extension=storage
 
 PG_CONFIG ?= pg_config

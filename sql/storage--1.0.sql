@@ -181,6 +181,116 @@ COMMENT ON FUNCTION @extschema@.storage_delete_many(text[]) IS
     'deletes the records with these ids; returns how many of them were live';
 
 --
+-- Buckets, keys, TTL locks and touch: the same records, addressed as
+-- bucket {b1,b2} + key k = id 'b1/b2/k'; locks are records '.locks/<token>'.
+--
+CREATE FUNCTION @extschema@.storage_touch(id text, expires_at timestamptz,
+                                          expect_version bigint DEFAULT -1)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'storage_touch'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_touch(text, timestamptz, bigint) IS
+    'sets a live record''s expires_at without changing data or version; with expect_version >= 1 only at that version; true if touched';
+
+CREATE FUNCTION @extschema@.storage_bucket_prefix(bucket text[])
+RETURNS text
+AS 'MODULE_PATHNAME', 'storage_bucket_prefix_sql'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.storage_bucket_prefix(text[]) IS
+    'validates a bucket path and returns its id prefix, ''b1/b2/'' (internal)';
+
+CREATE FUNCTION @extschema@.storage_create_val(bucket text[], key text, val bytea,
+                                               ttl interval DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'storage_create_val'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_create_val(text[], text, bytea, interval) IS
+    'creates a value; SV003 if a live one exists (an expired one is replaced); ttl NULL or 0: no expiry';
+
+CREATE FUNCTION @extschema@.storage_upsert_val(bucket text[], key text, val bytea,
+                                               ttl interval DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'storage_upsert_val'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_upsert_val(text[], text, bytea, interval) IS
+    'creates or replaces a value; ttl NULL or 0 clears any earlier expiry';
+
+CREATE FUNCTION @extschema@.storage_compare_and_swap_val(bucket text[], key text, val bytea,
+                                                         prev_val bytea, ttl interval DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'storage_compare_and_swap_val'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_compare_and_swap_val(text[], text, bytea, bytea, interval) IS
+    'replaces a value only if the live value equals prev_val; SV004 otherwise';
+
+CREATE FUNCTION @extschema@.storage_get_val(bucket text[], key text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'storage_get_val'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION @extschema@.storage_get_val(text[], text) IS
+    'the live value of a key; SV002 if missing or expired, 22023 if the name is a bucket';
+
+CREATE FUNCTION @extschema@.storage_get_keys(bucket text[])
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'storage_get_keys'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION @extschema@.storage_get_keys(text[]) IS
+    'live keys and sub-buckets holding anything live directly in the bucket, sorted; one index probe per name';
+
+CREATE FUNCTION @extschema@.storage_get_items(bucket text[])
+RETURNS TABLE(key text, val bytea, expires_at timestamptz)
+LANGUAGE sql STABLE
+AS $$
+    SELECT substr(r.id, char_length(p.prefix) + 1), r.data, r.expires_at
+      FROM (SELECT @extschema@.storage_bucket_prefix($1) AS prefix) AS p,
+           @extschema@.storage_records AS r
+     WHERE r.id >= p.prefix
+       AND r.id < @extschema@.storage_prefix_end(p.prefix)
+       AND strpos(substr(r.id, char_length(p.prefix) + 1), '/') = 0
+       AND substr(r.id, char_length(p.prefix) + 1, 1) <> '.'
+       AND (r.expires_at IS NULL OR r.expires_at > @extschema@.storage_now())
+     ORDER BY r.id
+$$;
+COMMENT ON FUNCTION @extschema@.storage_get_items(text[]) IS
+    'the live keys directly in the bucket with their values and expiry, sorted by key';
+
+CREATE FUNCTION @extschema@.storage_upsert_items(bucket text[], keys text[], vals bytea[],
+                                                 ttl interval DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'storage_upsert_items'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_upsert_items(text[], text[], bytea[], interval) IS
+    'creates or replaces many values in one bucket, all or nothing';
+
+CREATE FUNCTION @extschema@.storage_delete_key(bucket text[], key text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'storage_delete_key'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_delete_key(text[], text) IS
+    'deletes a key; SV002 if it is not live';
+
+CREATE FUNCTION @extschema@.storage_delete_bucket(parent text[], bucket text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'storage_delete_bucket'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_delete_bucket(text[], text) IS
+    'deletes everything below parent/bucket recursively and returns how many live records it removed; SV002 if none';
+
+CREATE FUNCTION @extschema@.storage_acquire_lock(token text, ttl interval)
+RETURNS void
+AS 'MODULE_PATHNAME', 'storage_acquire_lock'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_acquire_lock(text, interval) IS
+    'waits until the lock is free (or its TTL ran out), then takes it for ttl; not reentrant';
+
+CREATE FUNCTION @extschema@.storage_release_lock(token text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'storage_release_lock'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_release_lock(text) IS
+    'releases a lock and wakes its waiters at commit; SV002 if it is not held';
+
+--
 -- Expiry worker and administration.
 --
 CREATE FUNCTION @extschema@.storage_worker_loaded()
@@ -297,6 +407,18 @@ REVOKE ALL ON FUNCTION
     @extschema@.storage_fetch_many(text[]),
     @extschema@.storage_save_many(text[], bytea[], bigint[], timestamptz[], text[]),
     @extschema@.storage_delete_many(text[]),
+    @extschema@.storage_touch(text, timestamptz, bigint),
+    @extschema@.storage_create_val(text[], text, bytea, interval),
+    @extschema@.storage_upsert_val(text[], text, bytea, interval),
+    @extschema@.storage_compare_and_swap_val(text[], text, bytea, bytea, interval),
+    @extschema@.storage_get_val(text[], text),
+    @extschema@.storage_get_keys(text[]),
+    @extschema@.storage_get_items(text[]),
+    @extschema@.storage_upsert_items(text[], text[], bytea[], interval),
+    @extschema@.storage_delete_key(text[], text),
+    @extschema@.storage_delete_bucket(text[], text),
+    @extschema@.storage_acquire_lock(text, interval),
+    @extschema@.storage_release_lock(text),
     @extschema@.storage_drop_guard(),
     @extschema@.storage_expiry_notice(),
     @extschema@.storage_worker_status(),

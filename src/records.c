@@ -23,6 +23,7 @@
 
 PG_FUNCTION_INFO_V1(storage_save);
 PG_FUNCTION_INFO_V1(storage_delete);
+PG_FUNCTION_INFO_V1(storage_touch);
 
 #define LIVE(r, now) "(" r ".expires_at IS NULL OR " r ".expires_at > " now ")"
 
@@ -208,4 +209,42 @@ storage_delete(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	PG_RETURN_BOOL(live);
+}
+
+/* $1 id, $2 expires_at, $3 now, $4 expect_version (< 1: any) */
+static const char *const touch_sql =
+"UPDATE %1$s AS r SET expires_at = $2 "
+"WHERE r.id = $1 AND " LIVE("r", "$3") " AND ($4 < 1 OR r.version = $4) "
+"RETURNING 1";
+
+/*
+ * storage_touch(id, expires_at, expect_version) -> true if touched
+ *
+ * Moves a live record's expiry without changing its data or version, so a
+ * session store can extend a session on every request without breaking an
+ * optimistic lock held elsewhere.  Within one expiry slot this is a HOT
+ * update.
+ */
+Datum
+storage_touch(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[4] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	bool		touched;
+
+	values[0] = PointerGetDatum(storage_id_arg(fcinfo, 0));
+	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
+	storage_require_arg(fcinfo, 2, "expect_version");
+	values[2] = TimestampTzGetDatum(storage_now());
+	values[3] = PG_GETARG_DATUM(2);
+
+	SPI_connect();
+	if (SPI_execute_plan(storage_plan(PLAN_TOUCH, touch_sql, 4, argtypes),
+						 values, nulls, false, 0) < 0)
+		elog(ERROR, "could not touch record");
+	touched = SPI_processed > 0;
+	SPI_finish();
+	PG_RETURN_BOOL(touched);
 }

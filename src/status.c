@@ -1,12 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * status.c
- *	  The expiry worker's state in shared memory, one slot per database it
- *	  serves, and storage_worker_status(), which shows the current
- *	  database's slot to SQL (the storage_status view is built on it).
+ *	  The extension's shared memory: the expiry worker's state, one slot
+ *	  per database it serves, shown to SQL by storage_worker_status() (the
+ *	  storage_status view is built on it), and the condition variables
+ *	  that wake lock waiters (locks.c).
  *
  * Exists only when the library is in shared_preload_libraries; without
- * it, storage_worker_status() reports "not running".
+ * it, storage_worker_status() reports "not running" and lock waiters
+ * fall back to sleeping with a backoff.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,6 +17,7 @@
 #include "access/xact.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -34,6 +37,7 @@ typedef struct StatusShared
 	slock_t		mutex;
 	pid_t		launcher_pid;
 	StorageDbStatus slots[STATUS_SLOTS];
+	ConditionVariable lock_cv[STORAGE_LOCK_CV_SLOTS];
 } StatusShared;
 
 bool		storage_preloaded = false;
@@ -63,10 +67,25 @@ status_shmem_startup(void)
 	shared = ShmemInitStruct("storage expiry status", sizeof(StatusShared), &found);
 	if (!found)
 	{
+		int			i;
+
 		memset(shared, 0, sizeof(StatusShared));
 		SpinLockInit(&shared->mutex);
+		for (i = 0; i < STORAGE_LOCK_CV_SLOTS; i++)
+			ConditionVariableInit(&shared->lock_cv[i]);
 	}
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * The condition variable lock waiters for a token with this hash sleep on;
+ * NULL without shared memory.  Tokens share slots, so a wake-up may be for
+ * another token: waiters always re-check.
+ */
+ConditionVariable *
+storage_lock_cv(uint32 hash)
+{
+	return shared ? &shared->lock_cv[hash % STORAGE_LOCK_CV_SLOTS] : NULL;
 }
 
 /* Called from _PG_init while shared_preload_libraries is processed. */

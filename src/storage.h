@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "storage/condition_variable.h"
 #include "fmgr.h"
 #include "utils/timestamp.h"
 
@@ -35,6 +36,7 @@ extern TimestampTz storage_now(void);
 extern TimestampTz storage_slot_end(TimestampTz ts);
 
 /* ids.c */
+extern Datum storage_prefix_end(PG_FUNCTION_ARGS);
 extern text *storage_id_arg(FunctionCallInfo fcinfo, int argno);
 extern void storage_check_id(const char *what, const char *id, int len);
 extern void storage_require_arg(FunctionCallInfo fcinfo, int argno,
@@ -60,6 +62,15 @@ typedef enum StoragePlanId
 	PLAN_MANY_CREATE,
 	PLAN_MANY_UPDATE,
 	PLAN_MANY_DELETE,
+	PLAN_BUCKET_CREATE,
+	PLAN_BUCKET_UPSERT,
+	PLAN_BUCKET_CAS,
+	PLAN_BUCKET_GET,
+	PLAN_BUCKET_UPSERT_ITEMS,
+	PLAN_BUCKET_DELETE,
+	PLAN_LOCK_TAKE,
+	PLAN_LOCK_HOLDER,
+	PLAN_LOCK_RELEASE,
 	STORAGE_NUM_PLANS
 } StoragePlanId;
 
@@ -96,6 +107,8 @@ extern void storage_status_set_launcher(pid_t pid);
 extern bool storage_status_get(Oid dboid, StorageDbStatus *out);
 extern void storage_status_put(const StorageDbStatus *st);
 extern void storage_status_forget(Oid dboid);
+#define STORAGE_LOCK_CV_SLOTS 64
+extern ConditionVariable *storage_lock_cv(uint32 hash);
 
 /* worker.c: the expiry launcher and per-database purge workers */
 extern bool storage_autopurge;

@@ -1,0 +1,595 @@
+/*-------------------------------------------------------------------------
+ *
+ * buckets.c
+ *	  The bucket/key API on the records table: a value in bucket {b1,b2}
+ *	  under key k is the record "b1/b2/k", so storage_fetch() reads what
+ *	  storage_upsert_val() wrote and vice versa, and both expire and are
+ *	  purged the same way.
+ *
+ * Names starting with "." are reserved for the extension (the locks live
+ * in ".locks"), so they are rejected as input and never listed.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/snapmgr.h"
+#include "utils/tuplestore.h"
+
+#include "storage.h"
+
+PG_FUNCTION_INFO_V1(storage_bucket_prefix_sql);
+PG_FUNCTION_INFO_V1(storage_create_val);
+PG_FUNCTION_INFO_V1(storage_upsert_val);
+PG_FUNCTION_INFO_V1(storage_compare_and_swap_val);
+PG_FUNCTION_INFO_V1(storage_get_val);
+PG_FUNCTION_INFO_V1(storage_get_keys);
+PG_FUNCTION_INFO_V1(storage_upsert_items);
+PG_FUNCTION_INFO_V1(storage_delete_key);
+PG_FUNCTION_INFO_V1(storage_delete_bucket);
+
+#define LIVE(r, now) "(" r ".expires_at IS NULL OR " r ".expires_at > " now ")"
+
+/* $1 id, $2 val, $3 expires_at, $4 now; bucket values have format NULL */
+static const char *const create_sql =
+"INSERT INTO %1$s AS r (id, version, expires_at, format, data) "
+"VALUES ($1, 1, $3, NULL, $2) "
+"ON CONFLICT (id) DO UPDATE SET version = 1, expires_at = excluded.expires_at, "
+"  format = NULL, data = excluded.data "
+"WHERE NOT " LIVE("r", "$4") " RETURNING 1";
+
+static const char *const upsert_sql =
+"INSERT INTO %1$s AS r (id, version, expires_at, format, data) "
+"VALUES ($1, 1, $3, NULL, $2) "
+"ON CONFLICT (id) DO UPDATE SET "
+"  version = CASE WHEN " LIVE("r", "$4") " THEN r.version + 1 ELSE 1 END, "
+"  expires_at = excluded.expires_at, format = NULL, data = excluded.data "
+"RETURNING 1";
+
+/* same plus $5 prev_val */
+static const char *const cas_sql =
+"UPDATE %1$s AS r SET version = r.version + 1, expires_at = $3, format = NULL, "
+"  data = $2 "
+"WHERE r.id = $1 AND r.data = $5 AND " LIVE("r", "$4") " RETURNING 1";
+
+/* $1 id, $2 now */
+static const char *const get_sql =
+"SELECT r.data FROM %1$s AS r WHERE r.id = $1 AND " LIVE("r", "$2");
+
+/* $1 ids, $2 vals, $3 expires_at, $4 now */
+static const char *const upsert_items_sql =
+"INSERT INTO %1$s AS r (id, version, expires_at, format, data) "
+"SELECT u.id, 1, $3, NULL, u.d FROM unnest($1, $2) AS u(id, d) ORDER BY u.id "
+"ON CONFLICT (id) DO UPDATE SET "
+"  version = CASE WHEN " LIVE("r", "$4") " THEN r.version + 1 ELSE 1 END, "
+"  expires_at = excluded.expires_at, format = NULL, data = excluded.data";
+
+/* $1 first id, $2 end of range, $3 now */
+static const char *const delete_range_sql =
+"WITH d AS (DELETE FROM %1$s AS r WHERE r.id >= $1 AND r.id < $2 "
+"           RETURNING " LIVE("r", "$3") " AS live) "
+"SELECT count(*) FROM d WHERE d.live";
+
+/* Raises 22023 unless name is a valid bucket element or key. */
+static void
+check_name(const char *what, const char *name)
+{
+	const char *why = NULL;
+
+	if (name[0] == '\0')
+		why = "It is empty.";
+	else if (strchr(name, '/') != NULL)
+		why = "It contains \"/\".";
+	else if (name[0] == '.')
+		why = "Names starting with \".\" are reserved.";
+	if (why)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s \"%s\"", what, name),
+				 errdetail_internal("%s", why)));
+}
+
+static char *
+name_arg(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	char	   *name;
+
+	storage_require_arg(fcinfo, argno, what);
+	name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	check_name(what, name);
+	return name;
+}
+
+/* "b1/b2/" for {b1,b2}, "" for the root; validates every element */
+static char *
+bucket_prefix(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	StringInfoData buf;
+
+	storage_require_arg(fcinfo, argno, what);
+	arr = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a one-dimensional array", what)));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	initStringInfo(&buf);
+	for (i = 0; i < n; i++)
+	{
+		char	   *elem;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("bucket element must not be null"),
+					 errdetail("Element %d of %s is null.", i + 1, what)));
+		elem = TextDatumGetCString(elems[i]);
+		check_name("bucket element", elem);
+		appendStringInfo(&buf, "%s/", elem);
+	}
+	return buf.data;
+}
+
+static text *
+joined_id(const char *prefix, const char *name)
+{
+	char	   *id = psprintf("%s%s", prefix, name);
+
+	storage_check_id("joined id", id, strlen(id));
+	return cstring_to_text(id);
+}
+
+/* NULL or zero: never; negative: error; else now + ttl */
+static bool
+ttl_expiry(FunctionCallInfo fcinfo, int argno, TimestampTz now, TimestampTz *out)
+{
+	Interval   *ttl;
+	Interval	zero = {0};
+
+	if (PG_ARGISNULL(argno))
+		return false;
+	ttl = PG_GETARG_INTERVAL_P(argno);
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(ttl),
+										  IntervalPGetDatum(&zero))) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ttl must not be negative")));
+	if (ttl->time == 0 && ttl->day == 0 && ttl->month == 0)
+		return false;
+	*out = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+												   TimestampTzGetDatum(now),
+												   IntervalPGetDatum(ttl)));
+	return true;
+}
+
+/* Runs create_sql or upsert_sql for one value; returns rows affected. */
+static uint64
+write_val(FunctionCallInfo fcinfo, bool create)
+{
+	Oid			argtypes[4] = {TEXTOID, BYTEAOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
+	char	   *key = name_arg(fcinfo, 1, "key");
+	TimestampTz now = storage_now();
+	TimestampTz expires;
+	uint64		n;
+
+	values[0] = PointerGetDatum(joined_id(prefix, key));
+	values[1] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[1] = PG_ARGISNULL(2) ? 'n' : ' ';
+	if (ttl_expiry(fcinfo, 3, now, &expires))
+		values[2] = TimestampTzGetDatum(expires);
+	else
+		nulls[2] = 'n';
+	values[3] = TimestampTzGetDatum(now);
+
+	SPI_connect();
+	if (SPI_execute_plan(create ?
+						 storage_plan(PLAN_BUCKET_CREATE, create_sql, 4, argtypes) :
+						 storage_plan(PLAN_BUCKET_UPSERT, upsert_sql, 4, argtypes),
+						 values, nulls, false, 0) < 0)
+		elog(ERROR, "could not write value");
+	n = SPI_processed;
+	SPI_finish();
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_STORAGE_ALREADY_EXISTS),
+				 errmsg("key \"%s\" already exists", key),
+				 errdetail("Record \"%s\" is live.", text_to_cstring(DatumGetTextPP(values[0])))));
+	return n;
+}
+
+Datum
+storage_create_val(PG_FUNCTION_ARGS)
+{
+	write_val(fcinfo, true);
+	PG_RETURN_VOID();
+}
+
+Datum
+storage_upsert_val(PG_FUNCTION_ARGS)
+{
+	write_val(fcinfo, false);
+	PG_RETURN_VOID();
+}
+
+Datum
+storage_compare_and_swap_val(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[5] = {TEXTOID, BYTEAOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BYTEAOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
+	char	   *key = name_arg(fcinfo, 1, "key");
+	TimestampTz now = storage_now();
+	TimestampTz expires;
+	uint64		n;
+
+	if (PG_ARGISNULL(3) || VARSIZE_ANY_EXHDR(PG_GETARG_BYTEA_PP(3)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("prev_val must not be null or empty"),
+				 errhint("Use storage_create_val() to create a value.")));
+	values[0] = PointerGetDatum(joined_id(prefix, key));
+	values[1] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[1] = PG_ARGISNULL(2) ? 'n' : ' ';
+	if (ttl_expiry(fcinfo, 4, now, &expires))
+		values[2] = TimestampTzGetDatum(expires);
+	else
+		nulls[2] = 'n';
+	values[3] = TimestampTzGetDatum(now);
+	values[4] = PG_GETARG_DATUM(3);
+
+	SPI_connect();
+	if (SPI_execute_plan(storage_plan(PLAN_BUCKET_CAS, cas_sql, 5, argtypes),
+						 values, nulls, false, 0) < 0)
+		elog(ERROR, "could not swap value");
+	n = SPI_processed;
+	SPI_finish();
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_STORAGE_COMPARE_FAILED),
+				 errmsg("compare failed for key \"%s\"", key),
+				 errdetail("No live value of key \"%s\" equals prev_val.", key)));
+	PG_RETURN_VOID();
+}
+
+/*
+ * The first live id in [from, end), or NULL.  A direct scan of the primary
+ * key that stops at the first live row: through SPI the planner, not
+ * knowing how wide the range is, chose a bitmap scan that read the whole
+ * rest of the bucket for every probe.
+ */
+static text *
+next_live_id(text *from, text *end, TimestampTz now)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	text	   *result = NULL;
+	int			endlen = VARSIZE_ANY_EXHDR(end);
+
+	rel = table_open(storage_records_relid(false), AccessShareLock);
+	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_TEXT_GE,
+				PointerGetDatum(from));
+	key.sk_collation = C_COLLATION_OID;
+	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true,
+							  GetActiveSnapshot(), 1, &key);
+	while ((tup = systable_getnext(scan)) != NULL)
+	{
+		bool		isnull;
+		text	   *id = DatumGetTextPP(heap_getattr(tup, 1, RelationGetDescr(rel), &isnull));
+		int			idlen = VARSIZE_ANY_EXHDR(id);
+		int			c = memcmp(VARDATA_ANY(id), VARDATA_ANY(end), Min(idlen, endlen));
+		Datum		expires;
+
+		CHECK_FOR_INTERRUPTS();
+		if (c > 0 || (c == 0 && idlen >= endlen))
+			break;				/* past the end of the range */
+		expires = heap_getattr(tup, 3, RelationGetDescr(rel), &isnull);
+		if (isnull || DatumGetTimestampTz(expires) > now)
+		{
+			result = (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(id));
+			break;
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+static text *
+prefix_end(const char *prefix)
+{
+	return DatumGetTextPP(DirectFunctionCall1(storage_prefix_end,
+											  CStringGetTextDatum(prefix)));
+}
+
+Datum
+storage_get_val(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
+	char	   *key = name_arg(fcinfo, 1, "key");
+	TimestampTz now = storage_now();
+	bool		isnull = true;
+	Datum		result = (Datum) 0;
+	bool		found;
+	char	   *below;
+
+	values[0] = PointerGetDatum(joined_id(prefix, key));
+	values[1] = TimestampTzGetDatum(now);
+	SPI_connect();
+	if (SPI_execute_plan(storage_plan(PLAN_BUCKET_GET, get_sql, 2, argtypes),
+						 values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read value");
+	found = SPI_processed > 0;
+	if (found)
+	{
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			result = SPI_datumTransfer(result, false, -1);
+	}
+	below = psprintf("%s%s/", prefix, key);
+	if (!found && next_live_id(cstring_to_text(below), prefix_end(below), now) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" is a bucket, not a key", key),
+				 errhint("Use storage_get_keys() or storage_get_items() to read a bucket.")));
+	SPI_finish();
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_STORAGE_NOT_FOUND),
+				 errmsg("key \"%s\" is not found", key)));
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+static int
+compare_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * The live key or sub-bucket names directly in the bucket, sorted, one
+ * index probe per name: after a sub-bucket "s" the scan jumps to
+ * prefix || "s0" ("0" follows "/"), skipping everything inside it.
+ */
+static List *
+bucket_names(const char *prefix, TimestampTz now)
+{
+	List	   *names = NIL;
+	text	   *end = prefix_end(prefix);
+	text	   *cursor = cstring_to_text(prefix);
+	size_t		plen = strlen(prefix);
+	text	   *id;
+
+	while ((id = next_live_id(cursor, end, now)) != NULL)
+	{
+		char	   *rest = text_to_cstring(id) + plen;
+		char	   *slash = strchr(rest, '/');
+
+		CHECK_FOR_INTERRUPTS();
+		if (slash)
+		{
+			*slash = '\0';
+			cursor = cstring_to_text(psprintf("%s%s0", prefix, rest));
+		}
+		else
+			cursor = cstring_to_text(psprintf("%s%s\x01", prefix, rest));
+		if (rest[0] != '.')
+			names = lappend(names, pstrdup(rest));
+	}
+	return names;
+}
+
+Datum
+storage_get_keys(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
+	TupleDesc	tupdesc;
+	Tuplestorestate *store;
+	MemoryContext old;
+	List	   *names;
+	char	  **sorted;
+	int			n;
+	int			i;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		!(rsinfo->allowedModes & SFRM_Materialize))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+
+	names = bucket_names(prefix, storage_now());
+	n = list_length(names);
+	old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	sorted = palloc(sizeof(char *) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		sorted[i] = list_nth(names, i);
+	qsort(sorted, n, sizeof(char *), compare_names);
+	tupdesc = CreateTemplateTupleDesc(1);
+	TupleDescInitEntry(tupdesc, 1, "storage_get_keys", TEXTOID, -1, 0);
+	store = tuplestore_begin_heap(true, false, work_mem);
+	for (i = 0; i < n; i++)
+	{
+		Datum		value;
+		bool		isnull = false;
+
+		if (i > 0 && strcmp(sorted[i - 1], sorted[i]) == 0)
+			continue;
+		value = CStringGetTextDatum(sorted[i]);
+		tuplestore_putvalues(store, tupdesc, &value, &isnull);
+	}
+	MemoryContextSwitchTo(old);
+
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = store;
+	rsinfo->setDesc = tupdesc;
+	return (Datum) 0;
+}
+
+/* storage_upsert_items(bucket, keys, vals, ttl): all or nothing */
+Datum
+storage_upsert_items(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[4] = {TEXTARRAYOID, BYTEAARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
+	TimestampTz now = storage_now();
+	TimestampTz expires;
+	Datum	   *keys;
+	Datum	   *vals;
+	bool	   *knulls;
+	bool	   *vnulls;
+	Datum	   *ids;
+	char	  **sorted;
+	int			nk;
+	int			nv;
+	int			i;
+	int			dims[1];
+	int			lbs[1] = {1};
+
+	storage_require_arg(fcinfo, 1, "keys");
+	storage_require_arg(fcinfo, 2, "vals");
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT,
+					  &keys, &knulls, &nk);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), BYTEAOID, -1, false, TYPALIGN_INT,
+					  &vals, &vnulls, &nv);
+	if (nk != nv)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("arrays must have the same length"),
+				 errdetail("keys has %d elements, vals has %d.", nk, nv)));
+	ids = palloc(sizeof(Datum) * Max(nk, 1));
+	sorted = palloc(sizeof(char *) * Max(nk, 1));
+	for (i = 0; i < nk; i++)
+	{
+		if (knulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("key must not be null"),
+					 errdetail("Element %d of keys is null.", i + 1)));
+		sorted[i] = TextDatumGetCString(keys[i]);
+		check_name("key", sorted[i]);
+		ids[i] = PointerGetDatum(joined_id(prefix, sorted[i]));
+	}
+	qsort(sorted, nk, sizeof(char *), compare_names);
+	for (i = 1; i < nk; i++)
+	{
+		if (strcmp(sorted[i - 1], sorted[i]) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("key \"%s\" appears more than once", sorted[i])));
+	}
+	if (nk == 0)
+		PG_RETURN_VOID();
+
+	dims[0] = nk;
+	values[0] = PointerGetDatum(construct_md_array(ids, NULL, 1, dims, lbs, TEXTOID,
+												   -1, false, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_md_array(vals, vnulls, 1, dims, lbs, BYTEAOID,
+												   -1, false, TYPALIGN_INT));
+	if (ttl_expiry(fcinfo, 3, now, &expires))
+		values[2] = TimestampTzGetDatum(expires);
+	else
+		nulls[2] = 'n';
+	values[3] = TimestampTzGetDatum(now);
+	SPI_connect();
+	if (SPI_execute_plan(storage_plan(PLAN_BUCKET_UPSERT_ITEMS, upsert_items_sql, 4, argtypes),
+						 values, nulls, false, 0) < 0)
+		elog(ERROR, "could not write items");
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* Deletes the live records in [from, prefix_end(from)); returns the count. */
+static int64
+delete_range(const char *from, const char *exact_id)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[3];
+	bool		isnull;
+	int64		n;
+
+	values[0] = CStringGetTextDatum(from);
+	values[1] = exact_id ? CStringGetTextDatum(psprintf("%s\x01", exact_id)) :
+		PointerGetDatum(prefix_end(from));
+	values[2] = TimestampTzGetDatum(storage_now());
+	SPI_connect();
+	if (SPI_execute_plan(storage_plan(PLAN_BUCKET_DELETE, delete_range_sql, 3, argtypes),
+						 values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not delete");
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return n;
+}
+
+Datum
+storage_delete_key(PG_FUNCTION_ARGS)
+{
+	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
+	char	   *key = name_arg(fcinfo, 1, "key");
+	char	   *id = text_to_cstring(joined_id(prefix, key));
+
+	if (delete_range(id, id) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_STORAGE_NOT_FOUND),
+				 errmsg("key \"%s\" is not found", key)));
+	PG_RETURN_VOID();
+}
+
+Datum
+storage_delete_bucket(PG_FUNCTION_ARGS)
+{
+	char	   *parent = bucket_prefix(fcinfo, 0, "parent");
+	char	   *bucket = name_arg(fcinfo, 1, "bucket");
+	char	   *prefix = psprintf("%s%s/", parent, bucket);
+	int64		n;
+
+	storage_check_id("joined id", prefix, strlen(prefix));
+	n = delete_range(prefix, NULL);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_STORAGE_NOT_FOUND),
+				 errmsg("bucket \"%s\" is not found", bucket)));
+	PG_RETURN_INT64(n);
+}
+
+/*
+ * storage_bucket_prefix(bucket) -> "b1/b2/" or "" for the root; the
+ * inlinable SQL function storage_get_items() calls it.
+ */
+Datum
+storage_bucket_prefix_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(bucket_prefix(fcinfo, 0, "bucket")));
+}

@@ -1,0 +1,287 @@
+/*-------------------------------------------------------------------------
+ *
+ * locks.c
+ *	  TTL locks: storage_acquire_lock() and storage_release_lock().  A lock
+ *	  on token t is the record ".locks/t", live until its TTL runs out, so
+ *	  an abandoned lock frees itself and is purged like any record.
+ *
+ * Waiting: an acquirer that finds the lock held sleeps until it is
+ * released or the holder's TTL runs out, whichever comes first.  With the
+ * library preloaded it sleeps on a condition variable in shared memory
+ * that release broadcasts when its transaction commits, so the waiter
+ * wakes at once; without shared memory it sleeps on its latch with an
+ * exponential backoff (1 ms doubling to 50 ms).  Either way it never
+ * sleeps past the holder's expiry, and query cancel and statement_timeout
+ * interrupt it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+
+#include "storage.h"
+
+PG_FUNCTION_INFO_V1(storage_acquire_lock);
+PG_FUNCTION_INFO_V1(storage_release_lock);
+
+#define LOCKS_PREFIX ".locks/"
+#define MAX_SLEEP_MS 1000
+#define BACKOFF_MAX_MS 50
+
+#define LIVE(r, now) "(" r ".expires_at IS NULL OR " r ".expires_at > " now ")"
+
+/* $1 id, $2 expires_at, $3 now: takes a free or expired lock */
+static const char *const take_sql =
+"INSERT INTO %1$s AS r (id, version, expires_at, format, data) "
+"VALUES ($1, 1, $2, NULL, ''::bytea) "
+"ON CONFLICT (id) DO UPDATE SET version = 1, expires_at = excluded.expires_at, "
+"  format = NULL, data = excluded.data "
+"WHERE NOT " LIVE("r", "$3") " RETURNING 1";
+
+/* $1 id: when the current holder's lock runs out */
+static const char *const holder_sql =
+"SELECT r.expires_at FROM %1$s AS r WHERE r.id = $1";
+
+/* $1 id, $2 now */
+static const char *const release_sql =
+"DELETE FROM %1$s AS r WHERE r.id = $1 RETURNING " LIVE("r", "$2");
+
+/* broadcasts owed at commit, one bit per condition variable slot */
+StaticAssertDecl(STORAGE_LOCK_CV_SLOTS <= 64, "one bit per slot");
+static uint64 pending_broadcasts = 0;
+static bool callback_registered = false;
+
+static text *
+lock_id(FunctionCallInfo fcinfo)
+{
+	char	   *token;
+	char	   *id;
+
+	storage_require_arg(fcinfo, 0, "token");
+	token = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (token[0] == '\0' || strchr(token, '/') != NULL || token[0] == '.')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid lock token \"%s\"", token),
+				 errdetail("Tokens are non-empty, contain no \"/\" and do not start with \".\".")));
+	id = psprintf(LOCKS_PREFIX "%s", token);
+	storage_check_id("joined id", id, strlen(id));
+	return cstring_to_text(id);
+}
+
+static uint32
+token_hash(text *id)
+{
+	return hash_bytes((const unsigned char *) VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id));
+}
+
+/*
+ * Tries to take the lock.
+ *
+ * The attempt runs in a subtransaction that is rolled back when it fails:
+ * INSERT ... ON CONFLICT DO UPDATE locks the conflicting row even when its
+ * WHERE clause rejects the update, and a waiter holding that row lock
+ * while it sleeps would block the very release it waits for.
+ */
+static bool
+try_take(text *id, TimestampTz expires, TimestampTz now)
+{
+	Oid			argtypes[3] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[3];
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	bool		taken;
+
+	values[0] = PointerGetDatum(id);
+	values[1] = TimestampTzGetDatum(expires);
+	values[2] = TimestampTzGetDatum(now);
+
+	BeginInternalSubTransaction(NULL);
+	SPI_connect();
+	if (SPI_execute_plan(storage_plan(PLAN_LOCK_TAKE, take_sql, 3, argtypes),
+						 values, NULL, false, 0) < 0)
+		elog(ERROR, "could not take lock");
+	taken = SPI_processed > 0;
+	SPI_finish();
+	if (taken)
+		ReleaseCurrentSubTransaction();
+	else
+		RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return taken;
+}
+
+/* When the current holder's lock runs out (now if there is none). */
+static TimestampTz
+holder_expiry(text *id, TimestampTz now)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	TimestampTz until = now;
+	bool		isnull;
+
+	values[0] = PointerGetDatum(id);
+	SPI_connect();
+	/* not read-only: a fresh snapshot, to see a release that just committed */
+	if (SPI_execute_plan(storage_plan(PLAN_LOCK_HOLDER, holder_sql, 1, argtypes),
+						 values, NULL, false, 1) == SPI_OK_SELECT &&
+		SPI_processed > 0)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		until = isnull ? DT_NOEND : DatumGetTimestampTz(d);
+	}
+	SPI_finish();
+	return until;
+}
+
+/* Sleeps until woken, the holder's expiry, or the timeout; interruptible. */
+static void
+wait_for_release(ConditionVariable *cv, TimestampTz holder_until, long *backoff_ms)
+{
+	long		secs;
+	int			usecs;
+	long		until_ms;
+	long		sleep_ms;
+
+	TimestampDifference(GetCurrentTimestamp(), holder_until, &secs, &usecs);
+	until_ms = secs * 1000 + usecs / 1000 + 1;
+	if (cv)
+		sleep_ms = Min(until_ms, MAX_SLEEP_MS);
+	else
+	{
+		sleep_ms = Min(until_ms, *backoff_ms);
+		*backoff_ms = Min(*backoff_ms * 2, BACKOFF_MAX_MS);
+	}
+	if (cv)
+		(void) ConditionVariableTimedSleep(cv, sleep_ms, PG_WAIT_EXTENSION);
+	else
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 sleep_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * storage_acquire_lock(token, ttl): waits until the lock is free, then
+ * takes it for ttl.  Not reentrant: a token already held, even by the
+ * caller, is waited for.
+ */
+Datum
+storage_acquire_lock(PG_FUNCTION_ARGS)
+{
+	text	   *id = lock_id(fcinfo);
+	Interval   *ttl;
+	ConditionVariable *cv = storage_lock_cv(token_hash(id));
+	long		backoff_ms = 1;
+
+	storage_require_arg(fcinfo, 1, "ttl");
+	ttl = PG_GETARG_INTERVAL_P(1);
+	if (ttl->month < 0 || ttl->day < 0 || ttl->time < 0 ||
+		(ttl->month == 0 && ttl->day == 0 && ttl->time <= 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ttl must be positive")));
+
+	for (;;)
+	{
+		TimestampTz now = storage_now();
+		TimestampTz expires;
+		TimestampTz holder_until;
+
+		expires = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														  TimestampTzGetDatum(now),
+														  IntervalPGetDatum(ttl)));
+		if (try_take(id, expires, now))
+			break;
+		if (IsolationUsesXactSnapshot())
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot wait for lock \"%s\" in a %s transaction",
+							text_to_cstring(id) + strlen(LOCKS_PREFIX),
+							IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+					 errdetail("The transaction's snapshot would never show the release."),
+					 errhint("Acquire locks in READ COMMITTED transactions.")));
+
+		/*
+		 * Prepare to sleep before looking at the holder again, so that a
+		 * release committed from here on wakes us.  (The rolled-back
+		 * attempt above cancelled any earlier preparation.)
+		 */
+		if (cv)
+			ConditionVariablePrepareToSleep(cv);
+		holder_until = holder_expiry(id, now);
+		if (holder_until > now)
+			wait_for_release(cv, holder_until, &backoff_ms);
+	}
+	if (cv)
+		ConditionVariableCancelSleep();
+	PG_RETURN_VOID();
+}
+
+static void
+broadcast_at_commit(XactEvent event, void *arg)
+{
+	int			i;
+
+	if (event == XACT_EVENT_COMMIT && pending_broadcasts != 0)
+	{
+		for (i = 0; i < STORAGE_LOCK_CV_SLOTS; i++)
+		{
+			if (pending_broadcasts & (UINT64CONST(1) << i))
+				ConditionVariableBroadcast(storage_lock_cv(i));
+		}
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
+		pending_broadcasts = 0;
+}
+
+/* storage_release_lock(token): SV002 if the lock is not held */
+Datum
+storage_release_lock(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	text	   *id = lock_id(fcinfo);
+	bool		live = false;
+	bool		isnull;
+
+	values[0] = PointerGetDatum(id);
+	values[1] = TimestampTzGetDatum(storage_now());
+	SPI_connect();
+	if (SPI_execute_plan(storage_plan(PLAN_LOCK_RELEASE, release_sql, 2, argtypes),
+						 values, NULL, false, 0) < 0)
+		elog(ERROR, "could not release lock");
+	if (SPI_processed > 0)
+		live = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										  1, &isnull));
+	SPI_finish();
+	if (!live)
+		ereport(ERROR,
+				(errcode(ERRCODE_STORAGE_NOT_FOUND),
+				 errmsg("lock \"%s\" is not held", text_to_cstring(id) + strlen(LOCKS_PREFIX))));
+
+	if (storage_lock_cv(0) != NULL)
+	{
+		if (!callback_registered)
+		{
+			RegisterXactCallback(broadcast_at_commit, NULL);
+			callback_registered = true;
+		}
+		pending_broadcasts |= UINT64CONST(1) << (token_hash(id) % STORAGE_LOCK_CV_SLOTS);
+	}
+	PG_RETURN_VOID();
+}
