@@ -149,9 +149,9 @@ expired_left() { sql -c "SELECT count(*) FROM storage_records WHERE id LIKE 'exp
 # watching the worker does not load the server being measured
 worker_purged() { sql -c "SELECT coalesce(rows_purged_total, 0) FROM storage_worker_status()"; }
 
-# wait_worker N: until the worker purged N more rows (at most 300 s)
+# wait_worker TARGET: until the worker's purged total reaches TARGET (at most 300 s)
 wait_worker() {
-	local target=$(($(worker_purged) + $1)) t0=$SECONDS
+	local target=$1 t0=$SECONDS
 	while [ "$(worker_purged)" -lt "$target" ] && [ $((SECONDS - t0)) -lt 300 ]; do
 		sleep 0.1
 	done
@@ -182,7 +182,7 @@ purge_loop() {
 }
 
 section_expiry() {
-	local t0 t1 purged n lat_idle lat_busy rate kv
+	local t0 t1 purged n lat_idle lat_busy rate kv target
 	# PURGE_SETTINGS="storage.purge_batch_size=1000 storage.purge_batch_delay=10"
 	for kv in ${PURGE_SETTINGS:-}; do
 		sql -c "ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}'" >/dev/null
@@ -203,10 +203,11 @@ section_expiry() {
 	if sql -c "SHOW storage.purge_interval" >/dev/null 2>&1; then
 		load_expired "$RECORDS"
 		n=$(expired_left)
+		target=$(($(worker_purged) + n))
 		sql -c "ALTER SYSTEM SET storage.autopurge = on" -c "ALTER SYSTEM SET storage.purge_interval = '1s'" \
 			-c "SELECT pg_reload_conf()" >/dev/null
 		t0=$(date +%s.%N)
-		wait_worker "$n"
+		wait_worker "$target"
 		t1=$(date +%s.%N)
 		printf '| background worker, alone (batch %s) | %.0f rows/s |\n' \
 			"$(sql -c 'SHOW storage.purge_batch_size')" "$(echo "$RECORDS / ($t1 - $t0)" | bc -l)"
@@ -222,8 +223,9 @@ section_expiry() {
 	sleep 2
 	t0=$(date +%s.%N)
 	if sql -c "SHOW storage.purge_interval" >/dev/null 2>&1; then
+		target=$(($(worker_purged) + n))
 		sql -c "ALTER SYSTEM SET storage.autopurge = on" -c "SELECT pg_reload_conf()" >/dev/null
-		wait_worker "$n"
+		wait_worker "$target"
 		sql -c "ALTER SYSTEM SET storage.autopurge = off" -c "SELECT pg_reload_conf()" >/dev/null
 		purger="the worker"
 	else

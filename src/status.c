@@ -232,6 +232,7 @@ storage_worker_status(PG_FUNCTION_ARGS)
 	bool		nulls[7] = {false, true, true, true, true, true, true};
 	StorageDbStatus st;
 	pid_t		launcher = 0;
+	bool		have;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -243,17 +244,21 @@ storage_worker_status(PG_FUNCTION_ARGS)
 		SpinLockRelease(&shared->mutex);
 	}
 
+	have = storage_status_get(MyDatabaseId, &st);
 	if (!storage_preloaded)
 		values[0] = CStringGetTextDatum("not running: storage is not in shared_preload_libraries");
 	else if (!storage_autopurge)
 		values[0] = CStringGetTextDatum("disabled: storage.autopurge is off");
 	else if (launcher == 0)
 		values[0] = CStringGetTextDatum("not running: launcher not started (hot standby, or starting)");
-	else if (!storage_status_get(MyDatabaseId, &st))
+	else if (!have)
 		values[0] = CStringGetTextDatum("waiting for the first purge");
 	else
-	{
 		values[0] = CStringGetTextDatum(st.purging ? "purging" : "idle");
+
+	/* the figures of earlier purges stay visible whatever the state */
+	if (have)
+	{
 		values[2] = TimestampTzGetDatum(st.last_start);
 		nulls[2] = st.last_start == 0;
 		values[3] = TimestampTzGetDatum(st.last_end);
