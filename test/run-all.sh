@@ -65,6 +65,13 @@ run_tap() {
 	dubious=$(grep -cE 'Dubious|No subtests run|Bailout' "$log")
 	tests=${tests:-0}
 	[ "$dubious" -gt 0 ] && [ "$failed" = 0 ] && failed=$dubious
+	# the details of a failed TAP script are in its regress log, not on stdout
+	local t
+	for t in $(awk '/^test\/t\/.*\.pl/ && !/ ok$/ {print $1}' "$log" | sort -u); do
+		t=$(basename "$t" .pl)
+		echo "---- tail of regress_log_$t"
+		tail -n 60 "$WORK/src/test/tmp_check/log/regress_log_$t" 2>/dev/null
+	done
 	record TAP $((tests - failed < 0 ? 0 : tests - failed)) "$failed"
 }
 
