@@ -12,6 +12,7 @@
 # batch expiry churn memory client").
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/client_section.sh"
 
 RUN_SECONDS=${RUN_SECONDS:-3}
 REPS=${REPS:-3}

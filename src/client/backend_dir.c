@@ -30,6 +30,15 @@
  *	  list() and purge_expired() read the whole directory: O(records).
  *	  purge_expired() also removes temporary files left by crashed writers.
  *
+ *	  Batch operations run under one flock (shared for fetch_many,
+ *	  exclusive for save_many and delete_many), so other handles and
+ *	  processes see all of a batch or none of it.  save_many checks every
+ *	  record, then writes and fsyncs every temporary file, and only then
+ *	  renames them all into place and fsyncs the directory once: a check
+ *	  or write failure (e.g. a full disk) leaves nothing changed.  Only a
+ *	  crash or a failed rename during that last step can leave part of a
+ *	  batch applied (each record is still whole).
+ *
  *-------------------------------------------------------------------------
  */
 #define _GNU_SOURCE
@@ -360,16 +369,19 @@ write_all(int fd, const void *p, size_t len)
 	return true;
 }
 
-/* Write rec durably as file "name" (temp file, fsync, rename, fsync dir). */
+#define TMP_BUF 64
+
+/* Write rec to a new temporary file and fsync it; its name into tmp. */
 static storage_status
-write_record(storage_client *h, dir_state *ds, const char *name,
-			 const storage_record *rec)
+write_temp(storage_client *h, dir_state *ds, const storage_record *rec,
+		   char *tmp)
 {
-	char		tmp[64];
 	unsigned char hdr[HEADER_LEN];
 	size_t		id_len = strlen(rec->id);
 	size_t		format_len = rec->format ? strlen(rec->format) : 0;
 	int			fd;
+	int			save;
+	bool		ok;
 
 	if (format_len > INT32_MAX || rec->data_len > INT64_MAX)
 		return storage_error(h, STORAGE_INVALID_ARGUMENT,
@@ -381,27 +393,38 @@ write_record(storage_client *h, dir_state *ds, const char *name,
 	put32(hdr + 28, rec->format ? (uint32_t) format_len : (uint32_t) -1);
 	put64(hdr + 32, rec->data ? (uint64_t) rec->data_len : (uint64_t) -1);
 
-	snprintf(tmp, sizeof(tmp), ".tmp.%ld.%u", (long) getpid(),
+	snprintf(tmp, TMP_BUF, ".tmp.%ld.%u", (long) getpid(),
 			 atomic_fetch_add(&tmp_counter, 1));
 	fd = openat(ds->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return storage_error(h, STORAGE_BACKEND_ERROR,
 							 "could not create \"%s/%s\": %m", ds->path, tmp);
-	if (!write_all(fd, hdr, sizeof(hdr)) ||
-		!write_all(fd, rec->id, id_len) ||
-		(rec->format && !write_all(fd, rec->format, format_len)) ||
-		(rec->data && !write_all(fd, rec->data, rec->data_len)) ||
-		fsync(fd) != 0)
+	ok = write_all(fd, hdr, sizeof(hdr)) &&
+		write_all(fd, rec->id, id_len) &&
+		(rec->format == NULL || write_all(fd, rec->format, format_len)) &&
+		(rec->data == NULL || write_all(fd, rec->data, rec->data_len)) &&
+		fsync(fd) == 0;
+	save = errno;
+	if (close(fd) != 0 && ok)
 	{
-		int			save = errno;
-
-		close(fd);
+		ok = false;
+		save = errno;
+	}
+	if (!ok)
+	{
 		unlinkat(ds->dirfd, tmp, 0);
 		errno = save;
 		return storage_error(h, STORAGE_BACKEND_ERROR,
 							 "could not write \"%s/%s\": %m", ds->path, tmp);
 	}
-	if (close(fd) != 0 || renameat(ds->dirfd, tmp, ds->dirfd, name) != 0)
+	return STORAGE_OK;
+}
+
+/* Rename temporary file tmp over the record file "name" (tmp is gone after). */
+static storage_status
+install_temp(storage_client *h, dir_state *ds, const char *tmp, const char *name)
+{
+	if (renameat(ds->dirfd, tmp, ds->dirfd, name) != 0)
 	{
 		int			save = errno;
 
@@ -411,10 +434,30 @@ write_record(storage_client *h, dir_state *ds, const char *name,
 							 "could not rename \"%s/%s\" into place: %m",
 							 ds->path, tmp);
 	}
+	return STORAGE_OK;
+}
+
+static storage_status
+sync_dir(storage_client *h, dir_state *ds)
+{
 	if (fsync(ds->dirfd) != 0)
 		return storage_error(h, STORAGE_BACKEND_ERROR,
 							 "could not fsync directory \"%s\": %m", ds->path);
 	return STORAGE_OK;
+}
+
+/* Write rec durably as file "name" (temp file, fsync, rename, fsync dir). */
+static storage_status
+write_record(storage_client *h, dir_state *ds, const char *name,
+			 const storage_record *rec)
+{
+	char		tmp[TMP_BUF];
+	storage_status st;
+
+	if ((st = write_temp(h, ds, rec, tmp)) != STORAGE_OK ||
+		(st = install_temp(h, ds, tmp, name)) != STORAGE_OK)
+		return st;
+	return sync_dir(h, ds);
 }
 
 /*
@@ -753,6 +796,157 @@ dir_list(storage_client *h, void *state, const char *prefix,
 	return st;
 }
 
+/* ---- batch operations -------------------------------------------------- */
+
+static storage_status
+dir_fetch_many(storage_client *h, void *state, const char *const *ids,
+			   size_t n, storage_record **out, size_t *n_out)
+{
+	dir_state  *ds = state;
+	int64_t		now = storage_clock_now(h);
+	int			lockfd;
+	storage_status st;
+
+	if ((*out = calloc(n, sizeof(storage_record))) == NULL)
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	if ((st = dir_lock(h, ds, LOCK_SH, &lockfd)) != STORAGE_OK)
+		return st;
+	for (size_t i = 0; i < n; i++)
+	{
+		storage_record *rec = &(*out)[*n_out];
+		char		name[NAME_BUF];
+		bool		exists;
+
+		id_to_name(ids[i], name);
+		if ((st = read_id(h, ds, ids[i], name, rec, &exists)) != STORAGE_OK)
+			break;
+		if (exists && storage_is_live(rec->expires_at, now))
+			(*n_out)++;
+		else
+			storage_record_clear(rec);
+	}
+	dir_unlock(lockfd);
+	return st;
+}
+
+/* save_many, step 1 (exclusive lock held): every record's new version. */
+static storage_status
+dir_check_many(storage_client *h, dir_state *ds, storage_record *recs,
+			   size_t n, const int64_t *expect)
+{
+	int64_t		now = storage_clock_now(h);
+
+	for (size_t i = 0; i < n; i++)
+	{
+		char		name[NAME_BUF];
+		storage_record old;
+		bool		exists;
+		int64_t		live = 0;
+		storage_status st;
+
+		id_to_name(recs[i].id, name);
+		if ((st = read_id(h, ds, recs[i].id, name, &old, &exists)) != STORAGE_OK)
+			return st;
+		if (exists && storage_is_live(old.expires_at, now))
+			live = old.version;
+		storage_record_clear(&old);
+		st = storage_save_rule(h, recs[i].id, live, expect[i], &recs[i].version);
+		if (st != STORAGE_OK)
+			return st;
+	}
+	return STORAGE_OK;
+}
+
+/* save_many, step 2: all temporary files, then all renames, one dir fsync. */
+static storage_status
+dir_write_many(storage_client *h, dir_state *ds, const storage_record *recs,
+			   size_t n)
+{
+	char		(*tmps)[TMP_BUF] = calloc(n, TMP_BUF);
+	size_t		written = 0;
+	storage_status st = STORAGE_OK;
+
+	if (tmps == NULL)
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	while (written < n &&
+		   (st = write_temp(h, ds, &recs[written], tmps[written])) == STORAGE_OK)
+		written++;
+	for (size_t i = 0; i < written; i++)
+	{
+		char		name[NAME_BUF];
+
+		id_to_name(recs[i].id, name);
+		if (st == STORAGE_OK)
+			st = install_temp(h, ds, tmps[i], name);
+		else
+			unlinkat(ds->dirfd, tmps[i], 0);	/* nothing renamed after a failure */
+	}
+	free(tmps);
+	if (st == STORAGE_OK)
+		st = sync_dir(h, ds);
+	return st;
+}
+
+static storage_status
+dir_save_many(storage_client *h, void *state, storage_record *recs, size_t n,
+			  const int64_t *expect)
+{
+	dir_state  *ds = state;
+	int			lockfd;
+	storage_status st;
+
+	if ((st = dir_lock(h, ds, LOCK_EX, &lockfd)) != STORAGE_OK)
+		return st;
+	st = dir_check_many(h, ds, recs, n, expect);
+	if (st == STORAGE_OK)
+		st = dir_write_many(h, ds, recs, n);
+	dir_unlock(lockfd);
+	return st;
+}
+
+static storage_status
+dir_delete_many(storage_client *h, void *state, const char *const *ids,
+				size_t n, int64_t *count)
+{
+	dir_state  *ds = state;
+	int64_t		now = storage_clock_now(h);
+	bool		removed = false;
+	int			lockfd;
+	storage_status st;
+
+	if ((st = dir_lock(h, ds, LOCK_EX, &lockfd)) != STORAGE_OK)
+		return st;
+	for (size_t i = 0; st == STORAGE_OK && i < n; i++)
+	{
+		char		name[NAME_BUF];
+		storage_record old;
+		bool		exists;
+
+		id_to_name(ids[i], name);
+		st = read_id(h, ds, ids[i], name, &old, &exists);
+		if (st != STORAGE_OK || !exists)
+			continue;
+		if (unlinkat(ds->dirfd, name, 0) != 0)
+			st = storage_error(h, STORAGE_BACKEND_ERROR,
+							   "could not remove \"%s/%s\": %m", ds->path, name);
+		else
+		{
+			removed = true;
+			*count += storage_is_live(old.expires_at, now);
+		}
+		storage_record_clear(&old);
+	}
+	if (removed)
+	{
+		storage_status sst = sync_dir(h, ds);
+
+		if (st == STORAGE_OK)
+			st = sst;
+	}
+	dir_unlock(lockfd);
+	return st;
+}
+
 const storage_backend_ops storage_dir_backend = {
 	.name = "dir",
 	.clock_is_server = false,
@@ -763,4 +957,7 @@ const storage_backend_ops storage_dir_backend = {
 	.delete = dir_delete,
 	.purge_expired = dir_purge,
 	.list = dir_list,
+	.fetch_many = dir_fetch_many,
+	.save_many = dir_save_many,
+	.delete_many = dir_delete_many,
 };

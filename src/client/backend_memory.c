@@ -4,7 +4,9 @@
  *	  The "memory:" backend: a private in-process hash table of records.
  *	  Every storage_open("memory:") creates a new empty store that lives
  *	  until storage_close().  The handle's mutex (held by client.c around
- *	  every call) is the table's lock.
+ *	  every call) is the table's lock, which also makes the batch
+ *	  operations atomic: save_many checks every record and allocates every
+ *	  copy before it changes the table.
  *
  *	  This is the smallest complete backend: read it to see what a backend
  *	  must implement (see also storage_backend.h).
@@ -260,6 +262,136 @@ mem_list(storage_client *h, void *state, const char *prefix,
 	return STORAGE_OK;
 }
 
+/* ---- batch operations -------------------------------------------------- */
+
+static storage_status
+mem_fetch_many(storage_client *h, void *state, const char *const *ids,
+			   size_t n, storage_record **out, size_t *n_out)
+{
+	mem_state  *ms = state;
+	int64_t		now = storage_clock_now(h);
+
+	if ((*out = calloc(n, sizeof(storage_record))) == NULL)
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	for (size_t i = 0; i < n; i++)
+	{
+		mem_entry  *e = *mem_find(ms, ids[i], hash_id(ids[i]));
+
+		if (e == NULL || !storage_is_live(e->rec.expires_at, now))
+			continue;
+		if (!storage_record_copy(&(*out)[*n_out], &e->rec))
+			return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+		(*n_out)++;
+	}
+	return STORAGE_OK;
+}
+
+/* Phase 1 of save_many: the new version of every record, or the first failure. */
+static storage_status
+mem_check_many(storage_client *h, mem_state *ms, storage_record *recs,
+			   size_t n, const int64_t *expect)
+{
+	int64_t		now = storage_clock_now(h);
+
+	for (size_t i = 0; i < n; i++)
+	{
+		mem_entry  *e = *mem_find(ms, recs[i].id, hash_id(recs[i].id));
+		int64_t		live = e && storage_is_live(e->rec.expires_at, now) ? e->rec.version : 0;
+		storage_status st = storage_save_rule(h, recs[i].id, live, expect[i],
+											  &recs[i].version);
+
+		if (st != STORAGE_OK)
+			return st;
+	}
+	return STORAGE_OK;
+}
+
+/* Phase 2: one entry per record holding its copy (nothing changed yet). */
+static mem_entry **
+mem_prepare_many(const storage_record *recs, size_t n)
+{
+	mem_entry **entries = calloc(n, sizeof(mem_entry *));
+
+	for (size_t i = 0; entries && i < n; i++)
+	{
+		if ((entries[i] = calloc(1, sizeof(mem_entry))) == NULL ||
+			!storage_record_copy(&entries[i]->rec, &recs[i]))
+		{
+			for (size_t j = 0; j <= i; j++)
+			{
+				if (entries[j])
+					storage_record_clear(&entries[j]->rec);
+				free(entries[j]);
+			}
+			free(entries);
+			return NULL;
+		}
+		entries[i]->rec.version = recs[i].version;
+		entries[i]->hash = hash_id(recs[i].id);
+	}
+	return entries;
+}
+
+static storage_status
+mem_save_many(storage_client *h, void *state, storage_record *recs, size_t n,
+			  const int64_t *expect)
+{
+	mem_state  *ms = state;
+	mem_entry **entries;
+	storage_status st;
+
+	if ((st = mem_check_many(h, ms, recs, n, expect)) != STORAGE_OK)
+		return st;
+	if ((entries = mem_prepare_many(recs, n)) == NULL)
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+
+	/* phase 3: swap the entries in; nothing can fail any more */
+	for (size_t i = 0; i < n; i++)
+	{
+		mem_entry **link = mem_find(ms, recs[i].id, entries[i]->hash);
+
+		if (*link)
+		{
+			entries[i]->next = (*link)->next;
+			storage_record_clear(&(*link)->rec);
+			free(*link);
+		}
+		else
+			ms->nentries++;
+		*link = entries[i];
+	}
+	free(entries);
+	while (ms->nentries > ms->nbuckets)
+	{
+		size_t		before = ms->nbuckets;
+
+		mem_grow(ms);
+		if (ms->nbuckets == before)
+			break;				/* out of memory: slower, still correct */
+	}
+	return STORAGE_OK;
+}
+
+static storage_status
+mem_delete_many(storage_client *h, void *state, const char *const *ids,
+				size_t n, int64_t *count)
+{
+	mem_state  *ms = state;
+	int64_t		now = storage_clock_now(h);
+
+	for (size_t i = 0; i < n; i++)
+	{
+		mem_entry **link = mem_find(ms, ids[i], hash_id(ids[i]));
+
+		if (*link == NULL)
+			continue;
+		if (storage_is_live((*link)->rec.expires_at, now))
+			(*count)++;
+		mem_remove(ms, link);
+	}
+	return STORAGE_OK;
+}
+
 const storage_backend_ops storage_memory_backend = {
 	.name = "memory",
 	.clock_is_server = false,
@@ -270,4 +402,7 @@ const storage_backend_ops storage_memory_backend = {
 	.delete = mem_delete,
 	.purge_expired = mem_purge,
 	.list = mem_list,
+	.fetch_many = mem_fetch_many,
+	.save_many = mem_save_many,
+	.delete_many = mem_delete_many,
 };

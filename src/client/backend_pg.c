@@ -3,8 +3,12 @@
  * backend_pg.c
  *	  The PostgreSQL backend: calls the storage extension's SQL functions
  *	  (storage_save, storage_fetch, storage_delete, storage_purge_expired,
- *	  storage_list) through libpq prepared statements with binary
- *	  parameters and results.
+ *	  storage_list and the batch functions storage_fetch_many,
+ *	  storage_save_many, storage_delete_many) through libpq prepared
+ *	  statements with binary parameters and results.  Batch arguments are
+ *	  sent as binary arrays (no quoting or escaping: any id round-trips);
+ *	  the batch statements are prepared on first use, so a server with an
+ *	  older extension still serves the single-record calls.
  *
  *	  One PGconn per handle; the handle's mutex serializes its use.  Expiry
  *	  is judged by the server's clock (storage_now() in the extension), so
@@ -41,6 +45,10 @@
 #define INT8OID			20
 #define TEXTOID			25
 #define TIMESTAMPTZOID	1184
+#define BYTEAARRAYOID	1001
+#define TEXTARRAYOID	1009
+#define INT8ARRAYOID	1016
+#define TIMESTAMPTZARRAYOID 1185
 
 /* usec between the Unix epoch and the PostgreSQL epoch (2000-01-01) */
 #define PG_EPOCH_OFFSET INT64_C(946684800000000)
@@ -55,7 +63,10 @@ typedef struct pg_stmt
 
 enum
 {
-	STMT_SAVE, STMT_FETCH, STMT_DELETE, STMT_PURGE, STMT_LIST, NSTMTS
+	STMT_SAVE, STMT_FETCH, STMT_DELETE, STMT_PURGE, STMT_LIST,
+	NCORE_STMTS,				/* the above are prepared at connect time */
+	STMT_FETCH_MANY = NCORE_STMTS, STMT_SAVE_MANY, STMT_DELETE_MANY,
+	NSTMTS
 };
 
 static const pg_stmt stmts[NSTMTS] = {
@@ -74,12 +85,21 @@ static const pg_stmt stmts[NSTMTS] = {
 	[STMT_LIST] = {"storage_client_list",
 		"SELECT id, version, expires_at, format, data FROM storage_list($1)",
 	1, {TEXTOID}},
+	[STMT_FETCH_MANY] = {"storage_client_fetch_many",
+		"SELECT id, version, expires_at, format, data FROM storage_fetch_many($1)",
+	1, {TEXTARRAYOID}},
+	[STMT_SAVE_MANY] = {"storage_client_save_many",
+		"SELECT storage_save_many($1, $2, $3, $4, $5)",
+	5, {TEXTARRAYOID, BYTEAARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID}},
+	[STMT_DELETE_MANY] = {"storage_client_delete_many",
+		"SELECT storage_delete_many($1)",
+	1, {TEXTARRAYOID}},
 };
 
 typedef struct pg_state
 {
 	PGconn	   *conn;
-	bool		prepared;		/* statements exist on this connection */
+	uint32_t	prepared;		/* bit i: stmts[i] exists on this connection */
 	bool		doomed;			/* the server said FATAL while we were idle */
 } pg_state;
 
@@ -160,28 +180,39 @@ conn_message(PGconn *conn, char *buf, size_t size)
 /* ---- connection -------------------------------------------------------- */
 
 static storage_status
-prepare_all(storage_client *h, pg_state *ps)
+prepare_stmt(storage_client *h, pg_state *ps, int i)
 {
-	for (int i = 0; i < NSTMTS; i++)
+	PGresult   *res = PQprepare(ps->conn, stmts[i].name, stmts[i].sql,
+								stmts[i].nparams, stmts[i].types);
+
+	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
 	{
-		PGresult   *res = PQprepare(ps->conn, stmts[i].name, stmts[i].sql,
-									stmts[i].nparams, stmts[i].types);
+		char		buf[512];
+		const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 
-		if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
-		{
-			char		buf[512];
-			const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-
-			storage_error(h, STORAGE_BACKEND_ERROR,
-						  "could not prepare %s: %s (is the storage extension installed and in search_path?)",
-						  stmts[i].name,
-						  msg ? msg : conn_message(ps->conn, buf, sizeof(buf)));
-			PQclear(res);
-			return STORAGE_BACKEND_ERROR;
-		}
+		storage_error(h, STORAGE_BACKEND_ERROR,
+					  "could not prepare %s: %s (is the storage extension installed and in search_path?)",
+					  stmts[i].name,
+					  msg ? msg : conn_message(ps->conn, buf, sizeof(buf)));
 		PQclear(res);
+		return STORAGE_BACKEND_ERROR;
 	}
-	ps->prepared = true;
+	PQclear(res);
+	ps->prepared |= UINT32_C(1) << i;
+	return STORAGE_OK;
+}
+
+/* The single-record statements (checks that the extension is there). */
+static storage_status
+prepare_core(storage_client *h, pg_state *ps)
+{
+	for (int i = 0; i < NCORE_STMTS; i++)
+	{
+		storage_status st = prepare_stmt(h, ps, i);
+
+		if (st != STORAGE_OK)
+			return st;
+	}
 	return STORAGE_OK;
 }
 
@@ -191,7 +222,7 @@ prepare_all(storage_client *h, pg_state *ps)
  * sent for the caller's operation yet.
  */
 static storage_status
-ensure_ready(storage_client *h, pg_state *ps)
+ensure_ready(storage_client *h, pg_state *ps, int stmt)
 {
 	/*
 	 * Notice a connection the server closed while we were idle (restart,
@@ -216,7 +247,7 @@ ensure_ready(storage_client *h, pg_state *ps)
 	{
 		char		buf[512];
 
-		ps->prepared = false;
+		ps->prepared = 0;
 		ps->doomed = false;
 		PQreset(ps->conn);
 		if (PQstatus(ps->conn) != CONNECTION_OK)
@@ -224,8 +255,8 @@ ensure_ready(storage_client *h, pg_state *ps)
 								 "could not reconnect to the server: %s",
 								 conn_message(ps->conn, buf, sizeof(buf)));
 	}
-	if (!ps->prepared)
-		return prepare_all(h, ps);
+	if (!(ps->prepared & (UINT32_C(1) << stmt)))
+		return prepare_stmt(h, ps, stmt);
 	return STORAGE_OK;
 }
 
@@ -242,7 +273,7 @@ run(storage_client *h, pg_state *ps, int stmt, const char *const *values,
 	*result = NULL;
 	for (int attempt = 0;; attempt++)
 	{
-		storage_status st = ensure_ready(h, ps);
+		storage_status st = ensure_ready(h, ps, stmt);
 		PGresult   *res;
 		const char *sqlstate;
 
@@ -260,7 +291,7 @@ run(storage_client *h, pg_state *ps, int stmt, const char *const *values,
 			char		buf[512];
 
 			PQclear(res);
-			ps->prepared = false;
+			ps->prepared = 0;
 			if (is_read && attempt == 0)
 				continue;
 			return storage_error(h, STORAGE_BACKEND_ERROR,
@@ -372,7 +403,7 @@ pg_open(storage_client *h, const char *spec, void **state)
 	}
 	/* server notices (and an idle connection's FATAL) must not go to stderr */
 	PQsetNoticeReceiver(ps->conn, notice_receiver, ps);
-	if ((st = prepare_all(h, ps)) != STORAGE_OK)
+	if ((st = prepare_core(h, ps)) != STORAGE_OK)
 	{
 		PQfinish(ps->conn);
 		free(ps);
@@ -543,6 +574,251 @@ pg_list(storage_client *h, void *state, const char *prefix,
 	return st;
 }
 
+/* ---- batch operations: binary array parameters ------------------------- */
+
+/* A one-dimensional array in binary send format, being built. */
+typedef struct pg_array
+{
+	char	   *buf;
+	size_t		len;
+	size_t		cap;
+	bool		failed;			/* out of memory */
+} pg_array;
+
+static void
+arr_put(pg_array *a, const void *p, size_t len)
+{
+	if (a->failed)
+		return;
+	if (a->len + len > a->cap)
+	{
+		size_t		ncap = a->cap ? a->cap : 256;
+		char	   *nbuf;
+
+		while (ncap < a->len + len)
+			ncap *= 2;
+		if ((nbuf = realloc(a->buf, ncap)) == NULL)
+		{
+			a->failed = true;
+			return;
+		}
+		a->buf = nbuf;
+		a->cap = ncap;
+	}
+	memcpy(a->buf + a->len, p, len);
+	a->len += len;
+}
+
+static void
+arr_put32(pg_array *a, uint32_t v)
+{
+	char		b[4] = {(char) (v >> 24), (char) (v >> 16), (char) (v >> 8), (char) v};
+
+	arr_put(a, b, 4);
+}
+
+/* Header: 1 dimension of n elements (lower bound 1), no null bitmap flag. */
+static void
+arr_begin(pg_array *a, Oid elemtype, size_t n)
+{
+	arr_put32(a, 1);
+	arr_put32(a, 0);
+	arr_put32(a, elemtype);
+	arr_put32(a, (uint32_t) n);
+	arr_put32(a, 1);
+}
+
+/* One element; p == NULL is an SQL NULL. */
+static void
+arr_elem(pg_array *a, const void *p, size_t len)
+{
+	arr_put32(a, p ? (uint32_t) len : UINT32_C(0xFFFFFFFF));
+	if (p)
+		arr_put(a, p, len);
+}
+
+static void
+arr_elem64(pg_array *a, int64_t v)
+{
+	char		b[8];
+
+	put_be64(b, (uint64_t) v);
+	arr_elem(a, b, 8);
+}
+
+/* Make the array parameter i of values/lengths; false if too large or OOM. */
+static bool
+arr_param(pg_array *a, const char **values, int *lengths, int i)
+{
+	if (a->failed || a->len > (size_t) INT32_MAX)
+		return false;
+	values[i] = a->buf;
+	lengths[i] = (int) a->len;
+	return true;
+}
+
+static pg_array
+id_array(const char *const *ids, size_t n)
+{
+	pg_array	a = {0};
+
+	arr_begin(&a, TEXTOID, n);
+	for (size_t i = 0; i < n; i++)
+		arr_elem(&a, ids[i], strlen(ids[i]));
+	return a;
+}
+
+static storage_status
+pg_fetch_many(storage_client *h, void *state, const char *const *ids,
+			  size_t n, storage_record **out, size_t *n_out)
+{
+	pg_array	a = id_array(ids, n);
+	const char *values[1];
+	int			lengths[1];
+	PGresult   *res;
+	storage_status st;
+	int			ntuples;
+
+	if (!arr_param(&a, values, lengths, 0))
+		st = storage_error(h, STORAGE_INVALID_ARGUMENT, "batch too large");
+	else
+		st = run(h, state, STMT_FETCH_MANY, values, lengths, true, &res);
+	free(a.buf);
+	if (st != STORAGE_OK)
+		return st;
+	ntuples = PQntuples(res);
+	if (!check_row_shape(res) || (size_t) ntuples > n)
+		st = storage_error(h, STORAGE_BACKEND_ERROR,
+						   "unexpected result from storage_fetch_many");
+	else if ((*out = calloc(ntuples ? (size_t) ntuples : 1, sizeof(storage_record))) == NULL)
+		st = storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	for (int i = 0; st == STORAGE_OK && i < ntuples; i++)
+	{
+		if (!row_to_record(res, i, &(*out)[i]))
+			st = storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+		else
+			(*n_out)++;
+	}
+	PQclear(res);
+	return st;
+}
+
+/* The five array parameters of storage_save_many. */
+static storage_status
+save_many_arrays(storage_client *h, const storage_record *recs, size_t n,
+				 const int64_t *expect, pg_array *arrs)
+{
+	static const Oid types[5] = {TEXTOID, BYTEAOID, INT8OID, TIMESTAMPTZOID, TEXTOID};
+
+	for (int c = 0; c < 5; c++)
+		arr_begin(&arrs[c], types[c], n);
+	for (size_t i = 0; i < n; i++)
+	{
+		const storage_record *r = &recs[i];
+		int64_t		pg_expires = 0;
+
+		if (r->data_len > (size_t) INT32_MAX)
+			return storage_error(h, STORAGE_INVALID_ARGUMENT,
+								 "record \"%s\": data longer than %d bytes",
+								 r->id, INT32_MAX);
+		if (r->expires_at != STORAGE_NEVER &&
+			__builtin_sub_overflow(r->expires_at, PG_EPOCH_OFFSET, &pg_expires))
+			return storage_error(h, STORAGE_INVALID_ARGUMENT,
+								 "record \"%s\": expires_at out of range", r->id);
+		arr_elem(&arrs[0], r->id, strlen(r->id));
+		/* NULL data stays NULL; empty data is an empty element */
+		arr_elem(&arrs[1], r->data ? r->data : NULL, r->data_len);
+		arr_elem64(&arrs[2], expect[i]);
+		if (r->expires_at == STORAGE_NEVER)
+			arr_elem(&arrs[3], NULL, 0);
+		else
+			arr_elem64(&arrs[3], pg_expires);
+		arr_elem(&arrs[4], r->format, r->format ? strlen(r->format) : 0);
+	}
+	return STORAGE_OK;
+}
+
+/* The bigint[] result of storage_save_many into recs[i].version. */
+static bool
+read_versions(PGresult *res, storage_record *recs, size_t n)
+{
+	const char *p;
+	size_t		len;
+
+	if (PQntuples(res) != 1 || PQftype(res, 0) != INT8ARRAYOID ||
+		PQgetisnull(res, 0, 0))
+		return false;
+	p = PQgetvalue(res, 0, 0);
+	len = (size_t) PQgetlength(res, 0, 0);
+	/* ndim 1, flags, element type, dim n, lower bound, n x (len 8, value) */
+	if (len != 20 + 12 * n || get_be64(p) >> 32 != 1 ||
+		(get_be64(p + 8) >> 32) != INT8OID || (get_be64(p + 8) & 0xFFFFFFFF) != n)
+		return false;
+	p += 20;
+	for (size_t i = 0; i < n; i++, p += 12)
+	{
+		if (get_be64(p) >> 32 != 8)
+			return false;
+		recs[i].version = (int64_t) get_be64(p + 4);
+	}
+	return true;
+}
+
+static storage_status
+pg_save_many(storage_client *h, void *state, storage_record *recs, size_t n,
+			 const int64_t *expect)
+{
+	pg_array	arrs[5] = {{0}};
+	const char *values[5];
+	int			lengths[5];
+	PGresult   *res = NULL;
+	storage_status st;
+
+	st = save_many_arrays(h, recs, n, expect, arrs);
+	for (int c = 0; st == STORAGE_OK && c < 5; c++)
+		if (!arr_param(&arrs[c], values, lengths, c))
+			st = storage_error(h, STORAGE_INVALID_ARGUMENT,
+							   "batch too large (or out of memory)");
+	if (st == STORAGE_OK)
+		st = run(h, state, STMT_SAVE_MANY, values, lengths, false, &res);
+	for (int c = 0; c < 5; c++)
+		free(arrs[c].buf);
+	if (st != STORAGE_OK)
+		return st;
+	if (!read_versions(res, recs, n))
+		st = storage_error(h, STORAGE_BACKEND_ERROR,
+						   "unexpected result from storage_save_many");
+	PQclear(res);
+	return st;
+}
+
+static storage_status
+pg_delete_many(storage_client *h, void *state, const char *const *ids,
+			   size_t n, int64_t *count)
+{
+	pg_array	a = id_array(ids, n);
+	const char *values[1];
+	int			lengths[1];
+	PGresult   *res;
+	storage_status st;
+
+	if (!arr_param(&a, values, lengths, 0))
+		st = storage_error(h, STORAGE_INVALID_ARGUMENT, "batch too large");
+	else
+		st = run(h, state, STMT_DELETE_MANY, values, lengths, false, &res);
+	free(a.buf);
+	if (st != STORAGE_OK)
+		return st;
+	if (PQntuples(res) != 1 || PQftype(res, 0) != INT8OID ||
+		PQgetisnull(res, 0, 0))
+		st = storage_error(h, STORAGE_BACKEND_ERROR,
+						   "unexpected result from storage_delete_many");
+	else
+		*count = (int64_t) get_be64(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return st;
+}
+
 const storage_backend_ops storage_pg_backend = {
 	.name = "postgresql",
 	.clock_is_server = true,
@@ -553,4 +829,7 @@ const storage_backend_ops storage_pg_backend = {
 	.delete = pg_delete,
 	.purge_expired = pg_purge,
 	.list = pg_list,
+	.fetch_many = pg_fetch_many,
+	.save_many = pg_save_many,
+	.delete_many = pg_delete_many,
 };

@@ -9,9 +9,9 @@
  *
  *	  Atomicity comes from the versioned save: create_val and acquire_lock
  *	  save with expect_version 0, compare_and_swap_val saves with the
- *	  version it compared.  upsert_items validates everything before
- *	  writing anything, but its writes are separate saves: a backend error
- *	  in the middle leaves the earlier items written.
+ *	  version it compared.  upsert_items validates everything and then
+ *	  writes all items with one storage_save_many(), all or nothing on
+ *	  every backend with a native save_many (all built-in ones).
  *
  *-------------------------------------------------------------------------
  */
@@ -406,23 +406,15 @@ storage_get_items(storage_client *h, const char *const *bucket, size_t nbucket,
 
 /* ---- bulk and deletes -------------------------------------------------- */
 
-storage_status
-storage_upsert_items(storage_client *h, const char *const *bucket, size_t nbucket,
-					 const storage_item *items, size_t n, int64_t ttl)
+/* Every key and value of upsert_items, and no key twice. */
+static storage_status
+check_items(storage_client *h, const char *const *bucket, size_t nbucket,
+			const storage_item *items, size_t n)
 {
 	char		id[ID_BUF];
-	int64_t		expires_at;
 	const char **sorted;
-	storage_status st;
+	storage_status st = STORAGE_OK;
 
-	if (h == NULL)
-		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
-	if (items == NULL && n > 0)
-		return storage_error(h, STORAGE_INVALID_ARGUMENT, "items is NULL");
-	if ((st = ttl_expires(h, ttl, &expires_at)) != STORAGE_OK)
-		return st;
-
-	/* validate everything before writing anything */
 	for (size_t i = 0; i < n; i++)
 	{
 		if ((st = key_id(h, bucket, nbucket, items[i].key, id)) != STORAGE_OK ||
@@ -436,28 +428,50 @@ storage_upsert_items(storage_client *h, const char *const *bucket, size_t nbucke
 	for (size_t i = 0; i < n; i++)
 		sorted[i] = items[i].key;
 	qsort(sorted, n, sizeof(char *), cmp_strp);
-	for (size_t i = 1; i < n; i++)
+	for (size_t i = 1; i < n && st == STORAGE_OK; i++)
 	{
 		if (strcmp(sorted[i], sorted[i - 1]) == 0)
-		{
 			st = storage_error(h, STORAGE_INVALID_ARGUMENT,
 							   "duplicate key \"%s\"", sorted[i]);
-			free(sorted);
-			return st;
-		}
 	}
 	free(sorted);
+	return st;
+}
 
-	for (size_t i = 0; i < n; i++)
+storage_status
+storage_upsert_items(storage_client *h, const char *const *bucket, size_t nbucket,
+					 const storage_item *items, size_t n, int64_t ttl)
+{
+	int64_t		expires_at;
+	storage_record *recs;
+	char	   *ids;
+	storage_status st;
+
+	if (h == NULL)
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
+	if (items == NULL && n > 0)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "items is NULL");
+	if ((st = ttl_expires(h, ttl, &expires_at)) != STORAGE_OK ||
+		(st = check_items(h, bucket, nbucket, items, n)) != STORAGE_OK ||
+		n == 0)
+		return st;
+
+	recs = calloc(n, sizeof(storage_record));
+	ids = calloc(n, ID_BUF);
+	if (recs == NULL || ids == NULL)
+		st = storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	for (size_t i = 0; st == STORAGE_OK && i < n; i++)
 	{
-		storage_record rec;
+		char	   *id = ids + i * ID_BUF;
 
 		key_id(h, bucket, nbucket, items[i].key, id);
-		value_record(&rec, id, items[i].val, items[i].val_len, expires_at);
-		if ((st = storage_save(h, &rec, -1)) != STORAGE_OK)
-			return st;
+		value_record(&recs[i], id, items[i].val, items[i].val_len, expires_at);
 	}
-	return STORAGE_OK;
+	if (st == STORAGE_OK)
+		st = storage_save_many(h, recs, n, NULL);
+	free(recs);
+	free(ids);
+	return st;
 }
 
 storage_status

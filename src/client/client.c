@@ -3,9 +3,10 @@
  * client.c
  *	  Front end of libstorage_client: URI dispatch to a backend, argument
  *	  and id validation, the save rules shared by the local backends,
- *	  status names, thread-local error messages, the injectable clock and
+ *	  status names, thread-local error messages, the injectable clock,
  *	  the per-handle mutex that makes a handle safe to share between
- *	  threads.
+ *	  threads, and the batch operations with their fallback loops for
+ *	  backends that do not implement them.
  *
  *-------------------------------------------------------------------------
  */
@@ -27,6 +28,7 @@ struct storage_client
 	storage_clock_fn clock;		/* NULL = real time */
 	void	   *clock_arg;
 	uint64_t	serial;			/* identifies the handle in error slots */
+	bool		batch_fallback; /* tests: ignore native batch operations */
 };
 
 /*
@@ -463,4 +465,275 @@ storage_list(storage_client *h, const char *prefix,
 	*out = recs;
 	*n = count;
 	return STORAGE_OK;
+}
+
+/* ---- batch operations ---------------------------------------------------- */
+
+/* check_id for element i of a batch, naming the element */
+static storage_status
+check_batch_id(storage_client *h, const char *id, size_t i)
+{
+	storage_status st = check_id(h, id);
+	char		msg[ERRMSG_SIZE];
+
+	if (st == STORAGE_OK)
+		return st;
+	snprintf(msg, sizeof(msg), "%s", storage_errmsg(h));
+	return storage_error(h, st, "batch element %zu: %s", i, msg);
+}
+
+static storage_status
+check_batch_ids(storage_client *h, const char *const *ids, size_t n)
+{
+	storage_status st;
+
+	if (ids == NULL && n > 0)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "ids is NULL");
+	for (size_t i = 0; i < n; i++)
+		if ((st = check_batch_id(h, ids[i], i)) != STORAGE_OK)
+			return st;
+	return STORAGE_OK;
+}
+
+static int
+cmp_idp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/*
+ * The ids sorted by bytes into a new array *sorted (free() it).  With
+ * unique, duplicates are dropped (*nsorted counts the rest); without, a
+ * duplicate is STORAGE_INVALID_ARGUMENT.
+ */
+static storage_status
+sorted_ids(storage_client *h, const char *const *ids, size_t n, bool unique,
+		   const char ***sorted, size_t *nsorted)
+{
+	const char **s = calloc(n, sizeof(char *));
+	size_t		m = 0;
+
+	if (s == NULL)
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	memcpy(s, ids, n * sizeof(char *));
+	qsort(s, n, sizeof(char *), cmp_idp);
+	for (size_t i = 0; i < n; i++)
+	{
+		if (m > 0 && strcmp(s[i], s[m - 1]) == 0)
+		{
+			if (unique)
+				continue;
+			storage_error(h, STORAGE_INVALID_ARGUMENT,
+						  "id \"%s\" appears more than once in the batch", s[i]);
+			free(s);
+			return STORAGE_INVALID_ARGUMENT;
+		}
+		s[m++] = s[i];
+	}
+	*sorted = s;
+	*nsorted = m;
+	return STORAGE_OK;
+}
+
+/* Fallback: one fetch per (distinct) id, under the handle's mutex. */
+static storage_status
+fallback_fetch_many(storage_client *h, const char *const *ids, size_t n,
+					storage_record **out, size_t *n_out)
+{
+	if ((*out = calloc(n, sizeof(storage_record))) == NULL)
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	for (size_t i = 0; i < n; i++)
+	{
+		storage_status st = h->ops->fetch(h, h->state, ids[i], &(*out)[*n_out]);
+
+		if (st == STORAGE_OK)
+			(*n_out)++;
+		else
+		{
+			storage_record_clear(&(*out)[*n_out]);
+			if (st != STORAGE_NOT_FOUND)
+				return st;
+		}
+	}
+	return STORAGE_OK;
+}
+
+storage_status
+storage_fetch_many(storage_client *h, const char *const *ids, size_t n,
+				   storage_record **out, size_t *n_out)
+{
+	const char **uniq;
+	size_t		nuniq;
+	storage_record *recs = NULL;
+	size_t		count = 0;
+	storage_status st;
+
+	CHECK_HANDLE(h);
+	if (out == NULL || n_out == NULL)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "out or n_out is NULL");
+	*out = NULL;
+	*n_out = 0;
+	if ((st = check_batch_ids(h, ids, n)) != STORAGE_OK || n == 0)
+		return st;
+	if ((st = sorted_ids(h, ids, n, true, &uniq, &nuniq)) != STORAGE_OK)
+		return st;
+	pthread_mutex_lock(&h->mutex);
+	if (h->ops->fetch_many && !h->batch_fallback)
+		st = h->ops->fetch_many(h, h->state, uniq, nuniq, &recs, &count);
+	else
+		st = fallback_fetch_many(h, uniq, nuniq, &recs, &count);
+	pthread_mutex_unlock(&h->mutex);
+	free(uniq);
+	if (st != STORAGE_OK)
+	{
+		storage_records_free(recs, count);
+		return st;
+	}
+	qsort(recs, count, sizeof(storage_record), storage_record_cmp);
+	*out = recs;
+	*n_out = count;
+	return STORAGE_OK;
+}
+
+/* Everything storage_save_many() checks before anything is read. */
+static storage_status
+check_save_many(storage_client *h, const storage_record *recs, size_t n,
+				const int64_t *expect)
+{
+	const char **ids;
+	const char **sorted;
+	size_t		nsorted;
+	storage_status st;
+
+	if (recs == NULL && n > 0)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "recs is NULL");
+	for (size_t i = 0; i < n; i++)
+	{
+		if ((st = check_batch_id(h, recs[i].id, i)) != STORAGE_OK)
+			return st;
+		if (recs[i].data == NULL && recs[i].data_len != 0)
+			return storage_error(h, STORAGE_INVALID_ARGUMENT,
+								 "record \"%s\": data is NULL but data_len is %zu",
+								 recs[i].id, recs[i].data_len);
+		if (expect && expect[i] == INT64_MAX)
+			return storage_error(h, STORAGE_INVALID_ARGUMENT,
+								 "version of record \"%s\" would overflow int64: expect_version is %lld",
+								 recs[i].id, (long long) expect[i]);
+	}
+	if (n == 0)
+		return STORAGE_OK;
+	if ((ids = calloc(n, sizeof(char *))) == NULL)
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		ids[i] = recs[i].id;
+	st = sorted_ids(h, ids, n, false, &sorted, &nsorted);
+	free(ids);
+	if (st == STORAGE_OK)
+		free(sorted);
+	return st;
+}
+
+/* Fallback: one save after the other; NOT atomic (stops at the first failure). */
+static storage_status
+fallback_save_many(storage_client *h, storage_record *recs, size_t n,
+				   const int64_t *expect)
+{
+	for (size_t i = 0; i < n; i++)
+	{
+		storage_status st = h->ops->save(h, h->state, &recs[i], expect[i]);
+
+		if (st != STORAGE_OK)
+			return st;
+	}
+	return STORAGE_OK;
+}
+
+storage_status
+storage_save_many(storage_client *h, storage_record *recs, size_t n,
+				  const int64_t *expect_versions)
+{
+	storage_record *copy;
+	int64_t    *expect;
+	storage_status st;
+
+	CHECK_HANDLE(h);
+	if ((st = check_save_many(h, recs, n, expect_versions)) != STORAGE_OK || n == 0)
+		return st;
+	/* the backend sees copies: the caller's records change only on success */
+	copy = calloc(n, sizeof(storage_record));
+	expect = calloc(n, sizeof(int64_t));
+	if (copy == NULL || expect == NULL)
+	{
+		free(copy);
+		free(expect);
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	}
+	memcpy(copy, recs, n * sizeof(storage_record));
+	for (size_t i = 0; i < n; i++)
+		expect[i] = expect_versions ? expect_versions[i] : -1;
+	pthread_mutex_lock(&h->mutex);
+	if (h->ops->save_many && !h->batch_fallback)
+		st = h->ops->save_many(h, h->state, copy, n, expect);
+	else
+		st = fallback_save_many(h, copy, n, expect);
+	pthread_mutex_unlock(&h->mutex);
+	if (st == STORAGE_OK)
+		for (size_t i = 0; i < n; i++)
+			recs[i].version = copy[i].version;
+	free(copy);
+	free(expect);
+	return st;
+}
+
+/* Fallback: one delete per (distinct) id, under the handle's mutex. */
+static storage_status
+fallback_delete_many(storage_client *h, const char *const *ids, size_t n,
+					 int64_t *count)
+{
+	for (size_t i = 0; i < n; i++)
+	{
+		bool		deleted = false;
+		storage_status st = h->ops->delete(h, h->state, ids[i], &deleted);
+
+		if (st != STORAGE_OK)
+			return st;
+		*count += deleted;
+	}
+	return STORAGE_OK;
+}
+
+storage_status
+storage_delete_many(storage_client *h, const char *const *ids, size_t n,
+					int64_t *count)
+{
+	const char **uniq;
+	size_t		nuniq;
+	int64_t		c = 0;
+	storage_status st;
+
+	CHECK_HANDLE(h);
+	if (count)
+		*count = 0;
+	if ((st = check_batch_ids(h, ids, n)) != STORAGE_OK || n == 0)
+		return st;
+	if ((st = sorted_ids(h, ids, n, true, &uniq, &nuniq)) != STORAGE_OK)
+		return st;
+	pthread_mutex_lock(&h->mutex);
+	if (h->ops->delete_many && !h->batch_fallback)
+		st = h->ops->delete_many(h, h->state, uniq, nuniq, &c);
+	else
+		st = fallback_delete_many(h, uniq, nuniq, &c);
+	pthread_mutex_unlock(&h->mutex);
+	free(uniq);
+	if (st == STORAGE_OK && count)
+		*count = c;
+	return st;
+}
+
+void
+storage_force_batch_fallback(storage_client *h, bool on)
+{
+	pthread_mutex_lock(&h->mutex);
+	h->batch_fallback = on;
+	pthread_mutex_unlock(&h->mutex);
 }

@@ -31,10 +31,21 @@
  *	  - report failures with storage_error(h, status, fmt, ...), which
  *		records the message and returns the status.
  *
- *	  Batch operations (fetch_many, save_many, delete_many) will be added
- *	  as new optional members at the END of storage_backend_ops; a NULL
- *	  member makes the front end fall back to looping over the single-record
- *	  operation, so existing backends keep working unchanged.
+ *	  Batch operations (fetch_many, save_many, delete_many) are optional
+ *	  members at the END of storage_backend_ops.  A NULL member makes the
+ *	  front end loop over the single-record operation under the handle's
+ *	  mutex: correct results, but a save_many that fails midway leaves the
+ *	  earlier records written (not atomic).  A native implementation must
+ *	  be atomic: save_many checks every record before writing any.  The
+ *	  front end guarantees n > 0 (it answers empty batches itself), valid
+ *	  ids, and:
+ *	  - fetch_many / delete_many: ids are distinct (deduplicated and sorted
+ *		by bytes); fetch_many may return its records in any order (the
+ *		front end sorts them) and *out must be malloc'd, freed by the front
+ *		end with storage_records_free(*out, *n) even on failure;
+ *	  - save_many: ids are distinct, in the caller's order; recs is a
+ *		private copy, so the backend may write versions into it even if it
+ *		then fails; expect is never NULL.
  *
  *-------------------------------------------------------------------------
  */
@@ -75,6 +86,19 @@ typedef struct storage_backend_ops
 	storage_status (*list) (storage_client *h, void *state,
 							const char *prefix,
 							storage_record **out, size_t *n);
+
+	/* optional batch operations (NULL: the front end's fallback loop) */
+	storage_status (*fetch_many) (storage_client *h, void *state,
+								  const char *const *ids, size_t n,
+								  storage_record **out, size_t *n_out);
+	/* all or nothing; on success recs[i].version holds the new versions */
+	storage_status (*save_many) (storage_client *h, void *state,
+								 storage_record *recs, size_t n,
+								 const int64_t *expect);
+	/* *count: distinct live records removed */
+	storage_status (*delete_many) (storage_client *h, void *state,
+								   const char *const *ids, size_t n,
+								   int64_t *count);
 } storage_backend_ops;
 
 /* ---- helpers provided by client.c ---------------------------------------- */
@@ -112,6 +136,12 @@ extern bool storage_record_copy(storage_record *dst, const storage_record *src);
 
 /* memcmp-order comparison of ids, for qsort of storage_record arrays. */
 extern int	storage_record_cmp(const void *a, const void *b);
+
+/*
+ * Tests only (not exported from the shared library): make h use the front
+ * end's fallback loops even where its backend has native batch operations.
+ */
+extern void storage_force_batch_fallback(storage_client *h, bool on);
 
 /* SHA-256 (sha256.c), used by the dir backend to name files of long ids. */
 extern void storage_sha256(const void *data, size_t len, unsigned char out[32]);

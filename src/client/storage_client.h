@@ -174,6 +174,60 @@ extern STORAGE_API storage_status storage_purge_expired(storage_client *h,
 extern STORAGE_API storage_status storage_list(storage_client *h, const char *prefix,
 								   storage_record **out, size_t *n);
 
+/* ---- batch operations -------------------------------------------------- */
+
+/*
+ * Batch versions of fetch, save and delete: one call (for postgresql one
+ * round trip) for many records.  ids are validated like single ids; any bad
+ * id gives STORAGE_INVALID_ARGUMENT before anything is read or written.
+ * n == 0 is a valid, empty batch.
+ *
+ * The three backends built into the library do these natively and
+ * atomically (postgresql: storage_fetch_many / storage_save_many /
+ * storage_delete_many in one statement; memory: under the handle's lock;
+ * dir: under the directory's exclusive flock).  A backend without a native
+ * implementation gets a fallback loop over the single-record operation
+ * (under the handle's mutex), which is NOT atomic: see storage_save_many.
+ */
+
+/*
+ * Fetch the live records among ids[0..n-1] into *out (n_out of them; free
+ * with storage_records_free()).  One record per distinct live id, sorted by
+ * id bytes as storage_list() sorts; repeated ids are fetched once, missing
+ * and expired ids are simply absent (not an error).
+ */
+extern STORAGE_API storage_status storage_fetch_many(storage_client *h,
+										 const char *const *ids, size_t n,
+										 storage_record **out, size_t *n_out);
+
+/*
+ * Save recs[0..n-1], all or nothing, each with the rules of storage_save()
+ * and its own expect_versions[i] (expect_versions == NULL: all -1, i.e.
+ * unversioned).  Kinds may be mixed in one call.  On success the new
+ * versions are written to recs[i].version; on failure no record and no
+ * recs[i].version is changed:
+ *	 - a repeated id, a bad id, data == NULL with data_len != 0 or an
+ *	   expect_version of INT64_MAX: STORAGE_INVALID_ARGUMENT, checked before
+ *	   anything is read;
+ *	 - a failed check: STORAGE_VERSION_CONFLICT, the message names the
+ *	   first conflicting id in the caller's order (a version overflow met
+ *	   first gives STORAGE_INVALID_ARGUMENT the same way).
+ * With a backend's fallback loop (none of the built-in backends) the saves
+ * are separate: the items before the failing one stay written.
+ */
+extern STORAGE_API storage_status storage_save_many(storage_client *h,
+										storage_record *recs, size_t n,
+										const int64_t *expect_versions);
+
+/*
+ * Delete the records with these ids (live or expired; repeated ids are
+ * fine).  *count (may be NULL) is the number of distinct live records
+ * removed; expired ones are removed too but not counted.
+ */
+extern STORAGE_API storage_status storage_delete_many(storage_client *h,
+										  const char *const *ids, size_t n,
+										  int64_t *count);
+
 extern STORAGE_API void storage_record_clear(storage_record *rec);
 extern STORAGE_API void storage_records_free(storage_record *recs, size_t n);
 
@@ -218,6 +272,11 @@ extern STORAGE_API storage_status storage_get_keys(storage_client *h,
 extern STORAGE_API storage_status storage_get_items(storage_client *h,
 										const char *const *bucket, size_t nbucket,
 										storage_item **items, size_t *n);
+/*
+ * Create or replace every item (with the same ttl) in one storage_save_many()
+ * call: all or nothing on every built-in backend.  Every key and value is
+ * validated first, so a bad or repeated key writes nothing.
+ */
 extern STORAGE_API storage_status storage_upsert_items(storage_client *h,
 										   const char *const *bucket,
 										   size_t nbucket,

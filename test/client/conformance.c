@@ -14,6 +14,10 @@
  *	  tests advance instantly; for postgresql "advancing" sleeps, so
  *	  durations are kept to a few TICKs.
  *
+ *	  The batch tests (test_batch_*) run the same way on every backend; one
+ *	  of them forces the front end's fallback loops through an internal
+ *	  hook that only the static library exposes.
+ *
  *	  The last line printed is "RESULT <backend> total=<n> failed=<n>".
  *
  *-------------------------------------------------------------------------
@@ -1284,6 +1288,490 @@ test_race_processes(void **state)
 	check_counter(f->h, NP * TARGET);
 }
 
+/* ---- batch operations ---------------------------------------------------- */
+
+/* not exported from the shared library: the suite links the static one */
+extern void storage_force_batch_fallback(storage_client *h, bool on);
+
+static storage_record
+rec_of(const char *id, const char *data)
+{
+	storage_record r = {0};
+
+	r.id = (char *) id;
+	r.data = (unsigned char *) data;
+	r.data_len = data ? strlen(data) : 0;
+	r.version = 777;			/* ignored on input, kept on failure */
+	return r;
+}
+
+/* The ids of recs[0..n-1] must be exactly want[0..n-1]. */
+static void
+assert_ids(const storage_record *recs, size_t n, const char *const *want,
+		   size_t nwant)
+{
+	assert_int_equal(n, nwant);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(recs[i].id, want[i]);
+}
+
+/* Number of live records whose id starts with prefix. */
+static size_t
+count_live(storage_client *h, const char *prefix)
+{
+	storage_record *recs;
+	size_t		n;
+
+	ST(h, storage_list(h, prefix, &recs, &n), STORAGE_OK);
+	storage_records_free(recs, n);
+	return n;
+}
+
+static void
+test_batch_save_kinds(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	static const unsigned char bin[] = {0, 0xff, '{', '"', 0};
+	int64_t		exp = storage_now(h) + 3600 * STORAGE_SEC + 654321;
+	storage_record recs[6];
+	int64_t		expect[6] = {0, 2, -1, -1, 0, 0};
+	static const int64_t want[6] = {1, 3, 2, 1, 1, 1};
+	static const char *const ids[] = {"bs/a", "bs/b", "bs/c", "bs/e", "bs/n", "bs/z"};
+	storage_record *got;
+	size_t		n;
+	int64_t		v;
+
+	ST(h, put(h, "bs/a", "a1", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	ST(h, put(h, "bs/b", "b1", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	ST(h, put(h, "bs/b", "b2", 1, STORAGE_NEVER, &v), STORAGE_OK);
+
+	/* caller order is not id order: versions must follow the caller's */
+	recs[0] = rec_of("bs/z", "z1");		/* create */
+	recs[1] = rec_of("bs/b", "b3");		/* versioned */
+	recs[2] = rec_of("bs/a", "a2");		/* unversioned over v1 */
+	recs[3] = rec_of("bs/c", NULL);		/* unversioned, new, NULL data */
+	recs[4] = rec_of("bs/e", "");		/* create, empty data */
+	recs[5] = rec_of("bs/n", NULL);		/* create, binary data, format, expiry */
+	recs[5].data = (unsigned char *) bin;
+	recs[5].data_len = sizeof(bin);
+	recs[5].format = "application/x; q=\"1\"";
+	recs[5].expires_at = exp;
+	ST(h, storage_save_many(h, recs, 6, expect), STORAGE_OK);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(recs[i].version, want[i]);
+
+	ST(h, storage_fetch_many(h, ids, 6, &got, &n), STORAGE_OK);
+	assert_ids(got, n, ids, 6);
+	assert_int_equal(got[0].version, 2);
+	assert_data(&got[0], "a2");
+	assert_data(&got[1], "b3");
+	assert_null(got[2].data);
+	assert_int_equal(got[2].data_len, 0);
+	assert_non_null(got[3].data);
+	assert_int_equal(got[3].data_len, 0);
+	assert_int_equal(got[4].data_len, sizeof(bin));
+	assert_memory_equal(got[4].data, bin, sizeof(bin));
+	assert_string_equal(got[4].format, "application/x; q=\"1\"");
+	assert_int_equal(got[4].expires_at, exp);
+	assert_null(got[0].format);
+	assert_int_equal(got[0].expires_at, STORAGE_NEVER);
+	assert_data(&got[5], "z1");
+	storage_records_free(got, n);
+
+	/* expect_versions NULL: all unversioned */
+	ST(h, storage_save_many(h, recs, 2, NULL), STORAGE_OK);
+	assert_int_equal(recs[0].version, 2);
+	assert_int_equal(recs[1].version, 4);
+}
+
+static void
+test_batch_save_conflict(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_record recs[4];
+	int64_t		expect[4] = {0, 1, 3, 0};
+	storage_record *got;
+	size_t		n;
+	int64_t		v;
+
+	ST(h, put(h, "bc/x", "x1", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	ST(h, put(h, "bc/y", "y1", 0, STORAGE_NEVER, &v), STORAGE_OK);
+
+	/*
+	 * "bc/new" and "bc/x" would succeed; "bc/zz" (no such record) is the
+	 * first conflict in the caller's order, "bc/y" (exists) the second,
+	 * although it comes first in id order.
+	 */
+	recs[0] = rec_of("bc/new", "n");
+	recs[1] = rec_of("bc/x", "x2");
+	recs[2] = rec_of("bc/zz", "zz");
+	recs[3] = rec_of("bc/y", "y2");
+	ST(h, storage_save_many(h, recs, 4, expect), STORAGE_VERSION_CONFLICT);
+	assert_non_null(strstr(storage_errmsg(h), "bc/zz"));
+	assert_null(strstr(storage_errmsg(h), "bc/y"));
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(recs[i].version, 777);
+
+	/* nothing was written */
+	ST(h, storage_list(h, "bc/", &got, &n), STORAGE_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(got[0].version, 1);
+	assert_data(&got[0], "x1");
+	assert_int_equal(got[1].version, 1);
+	assert_data(&got[1], "y1");
+	storage_records_free(got, n);
+
+	/* a version overflow is bad input, checked before any write */
+	expect[2] = INT64_MAX;
+	ST(h, storage_save_many(h, recs, 3, expect), STORAGE_INVALID_ARGUMENT);
+	assert_int_equal(count_live(h, "bc/"), 2);
+
+	/* the same batch with the right versions goes through */
+	expect[2] = 0;
+	expect[3] = 1;
+	ST(h, storage_save_many(h, recs, 4, expect), STORAGE_OK);
+	assert_int_equal(recs[0].version, 1);
+	assert_int_equal(recs[1].version, 2);
+	assert_int_equal(recs[2].version, 1);
+	assert_int_equal(recs[3].version, 2);
+	assert_int_equal(count_live(h, "bc/"), 4);
+}
+
+static void
+test_batch_bad_args(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	char		long_id[STORAGE_MAX_ID_LEN + 2];
+	const char *bad_ids[][2] = {{"ok", ""}, {"ok", NULL}, {"ok", long_id}};
+	storage_record recs[3];
+	storage_record *got = (storage_record *) 1;
+	size_t		n = 99;
+	int64_t		count = 99;
+
+	memset(long_id, 'x', sizeof(long_id) - 1);
+	long_id[STORAGE_MAX_ID_LEN + 1] = '\0';
+
+	/* a repeated id: nothing is written, not even the other records */
+	recs[0] = rec_of("bb/a", "1");
+	recs[1] = rec_of("bb/b", "2");
+	recs[2] = rec_of("bb/a", "3");
+	ST(h, storage_save_many(h, recs, 3, NULL), STORAGE_INVALID_ARGUMENT);
+	assert_non_null(strstr(storage_errmsg(h), "bb/a"));
+	assert_int_equal(recs[1].version, 777);
+	for (size_t i = 0; i < 3; i++)
+	{
+		storage_record bad[2] = {rec_of("bb/ok", "1"), rec_of(bad_ids[i][1], "2")};
+
+		ST(h, storage_save_many(h, bad, 2, NULL), STORAGE_INVALID_ARGUMENT);
+		ST(h, storage_fetch_many(h, bad_ids[i], 2, &got, &n), STORAGE_INVALID_ARGUMENT);
+		assert_null(got);
+		assert_int_equal(n, 0);
+		ST(h, storage_delete_many(h, bad_ids[i], 2, &count), STORAGE_INVALID_ARGUMENT);
+		assert_int_equal(count, 0);
+	}
+	recs[1].data = NULL;
+	recs[1].data_len = 1;
+	ST(h, storage_save_many(h, recs, 2, NULL), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_save_many(h, NULL, 1, NULL), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_fetch_many(h, NULL, 1, &got, &n), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_fetch_many(h, bad_ids[0], 1, NULL, &n), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_delete_many(h, NULL, 1, &count), STORAGE_INVALID_ARGUMENT);
+	ST(NULL, storage_save_many(NULL, recs, 1, NULL), STORAGE_INVALID_ARGUMENT);
+	assert_int_equal(count_live(h, ""), 0);
+
+	/* empty batches are fine, and NULL arrays with them */
+	ST(h, storage_save_many(h, NULL, 0, NULL), STORAGE_OK);
+	ST(h, storage_fetch_many(h, NULL, 0, &got, &n), STORAGE_OK);
+	assert_int_equal(n, 0);
+	storage_records_free(got, n);
+	ST(h, storage_delete_many(h, NULL, 0, &count), STORAGE_OK);
+	assert_int_equal(count, 0);
+}
+
+static void
+test_batch_expired(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	static const char *const ids[] = {"be/gone", "be/live", "be/soon"};
+	storage_record recs[2];
+	int64_t		expect[2] = {1, -1};
+	storage_record *got;
+	size_t		n;
+	int64_t		v,
+				count;
+
+	ST(h, put(h, "be/live", "l", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	ST(h, put(h, "be/gone", "g", 0, storage_now(h) - STORAGE_SEC, &v), STORAGE_OK);
+	ST(h, put(h, "be/soon", "s", 0, storage_now(h) + TICK, &v), STORAGE_OK);
+	ST(h, put(h, "be/soon", "s", 1, storage_now(h) + TICK, &v), STORAGE_OK);
+	advance(f, 2 * TICK);
+
+	ST(h, storage_fetch_many(h, ids, 3, &got, &n), STORAGE_OK);
+	assert_ids(got, n, ids + 1, 1);
+	storage_records_free(got, n);
+
+	/* expired = absent: expect 1 conflicts, expect 0 creates version 1 */
+	recs[0] = rec_of("be/gone", "g2");
+	recs[1] = rec_of("be/soon", "s2");
+	ST(h, storage_save_many(h, recs, 2, expect), STORAGE_VERSION_CONFLICT);
+	assert_non_null(strstr(storage_errmsg(h), "be/gone"));
+	expect[0] = 0;
+	ST(h, storage_save_many(h, recs, 2, expect), STORAGE_OK);
+	assert_int_equal(recs[0].version, 1);
+	assert_int_equal(recs[1].version, 1);	/* unversioned over expired v2 */
+
+	/* delete_many counts only live records, removes expired ones too */
+	ST(h, put(h, "be/old", "o", 0, storage_now(h) - STORAGE_SEC, &v), STORAGE_OK);
+	{
+		const char *del[] = {"be/old", "be/live", "be/missing", "be/gone"};
+
+		ST(h, storage_delete_many(h, del, 4, &count), STORAGE_OK);
+		assert_int_equal(count, 2);
+	}
+	ST(h, storage_purge_expired(h, 0, &count), STORAGE_OK);
+	assert_int_equal(count, 0);		/* be/old is gone already */
+	assert_int_equal(count_live(h, "be/"), 1);
+}
+
+static void
+test_batch_fetch_delete(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	static const char *const ask[] = {
+		"bf/b", "bf/zz", "bf/a", "bf/b", "bf/a", "bf/missing", "bf/c"
+	};
+	static const char *const want[] = {"bf/a", "bf/b", "bf/c"};
+	storage_record *got;
+	size_t		n;
+	int64_t		v,
+				count;
+
+	ST(h, put(h, "bf/c", "c", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	ST(h, put(h, "bf/a", "a", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	ST(h, put(h, "bf/b", "b", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	ST(h, put(h, "bf/b", "b2", 1, STORAGE_NEVER, &v), STORAGE_OK);
+	ST(h, put(h, "bf/other", "o", 0, STORAGE_NEVER, &v), STORAGE_OK);
+
+	/* one record per distinct live id, sorted by id */
+	ST(h, storage_fetch_many(h, ask, 7, &got, &n), STORAGE_OK);
+	assert_ids(got, n, want, 3);
+	assert_data(&got[0], "a");
+	assert_int_equal(got[1].version, 2);
+	assert_data(&got[1], "b2");
+	storage_records_free(got, n);
+	ST(h, storage_fetch_many(h, ask + 1, 1, &got, &n), STORAGE_OK);
+	assert_int_equal(n, 0);
+	storage_records_free(got, n);
+
+	/* repeated ids are deleted (and counted) once */
+	ST(h, storage_delete_many(h, ask, 7, &count), STORAGE_OK);
+	assert_int_equal(count, 3);
+	ST(h, storage_delete_many(h, ask, 7, &count), STORAGE_OK);
+	assert_int_equal(count, 0);
+	ST(h, storage_delete_many(h, ask, 7, NULL), STORAGE_OK);
+	assert_int_equal(count_live(h, "bf/"), 1);
+}
+
+/* ids that need quoting in array literals, and non-ASCII (valid UTF-8) */
+static const char *const odd_ids[] = {
+	"q\"uote", "back\\slash", "com,ma", "{brace}", "}", "{", "\"\"", "NULL",
+	"null", " lead and trail ", "tab\there", "new\nline", "caf\xc3\xa9",
+	"\xe6\x97\xa5\xe6\x9c\xac", "\xf0\x9f\x98\x80", "a'b", "(1,2)", "[0:1]={x}",
+	"\\\"{,}\"\\", "\\x41"
+};
+#define NODD (sizeof(odd_ids) / sizeof(odd_ids[0]))
+
+static void
+test_batch_odd_ids(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_record recs[NODD];
+	storage_record *got;
+	size_t		n;
+	int64_t		count;
+
+	for (size_t i = 0; i < NODD; i++)
+		recs[i] = rec_of(odd_ids[i], odd_ids[i]);
+	ST(h, storage_save_many(h, recs, NODD, NULL), STORAGE_OK);
+	for (size_t i = 0; i < NODD; i++)
+	{
+		storage_record r;
+
+		assert_int_equal(recs[i].version, 1);
+		ST(h, storage_fetch(h, odd_ids[i], &r), STORAGE_OK);	/* single sees it */
+		assert_data(&r, odd_ids[i]);
+		storage_record_clear(&r);
+	}
+	ST(h, storage_fetch_many(h, odd_ids, NODD, &got, &n), STORAGE_OK);
+	assert_int_equal(n, NODD);
+	for (size_t i = 0; i < n; i++)
+	{
+		assert_data(&got[i], got[i].id);
+		if (i > 0)
+			assert_true(strcmp(got[i - 1].id, got[i].id) < 0);
+	}
+	storage_records_free(got, n);
+	ST(h, storage_save_many(h, recs, NODD, NULL), STORAGE_OK);
+	assert_int_equal(recs[NODD - 1].version, 2);
+	ST(h, storage_delete_many(h, odd_ids, NODD, &count), STORAGE_OK);
+	assert_int_equal(count, NODD);
+	assert_int_equal(count_live(h, ""), 0);
+}
+
+/* The front end's loops for backends without native batch operations. */
+static void
+test_batch_fallback(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	static const char *const ask[] = {"fb/b", "fb/x", "fb/a", "fb/b"};
+	storage_record recs[3] = {rec_of("fb/b", "b"), rec_of("fb/a", "a"),
+	rec_of("fb/a", "dup")};
+	int64_t		expect[2] = {0, 0};
+	storage_record *got;
+	size_t		n;
+	int64_t		count;
+
+	storage_force_batch_fallback(h, true);
+	ST(h, storage_save_many(h, recs, 3, NULL), STORAGE_INVALID_ARGUMENT);
+	assert_int_equal(count_live(h, "fb/"), 0);
+	ST(h, storage_save_many(h, recs, 2, expect), STORAGE_OK);
+	assert_int_equal(recs[0].version, 1);
+	assert_int_equal(recs[1].version, 1);
+	ST(h, storage_fetch_many(h, ask, 4, &got, &n), STORAGE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(got[0].id, "fb/a");
+	assert_string_equal(got[1].id, "fb/b");
+	storage_records_free(got, n);
+
+	/* documented: the fallback is not atomic, the first save stays */
+	recs[0] = rec_of("fb/new", "n");
+	recs[1] = rec_of("fb/a", "a2");
+	ST(h, storage_save_many(h, recs, 2, expect), STORAGE_VERSION_CONFLICT);
+	assert_non_null(strstr(storage_errmsg(h), "fb/a"));
+	assert_int_equal(recs[0].version, 777);
+	assert_int_equal(count_live(h, "fb/"), 3);
+
+	ST(h, storage_delete_many(h, ask, 4, &count), STORAGE_OK);
+	assert_int_equal(count, 2);
+	storage_force_batch_fallback(h, false);
+}
+
+/* Batches are atomic for concurrent readers and writers on other handles. */
+typedef struct pair_arg
+{
+	fixture    *f;
+	storage_client *h;
+	int			rounds;
+	atomic_int *bad;
+	atomic_int *writers_left;
+} pair_arg;
+
+static const char *const pair_ids[] = {"pair/a", "pair/b"};
+
+/* Both pair records, with equal versions and data; -1 on error/inconsistency. */
+static int64_t
+read_pair(storage_client *h)
+{
+	storage_record *got;
+	size_t		n;
+	int64_t		v = -1;
+
+	if (storage_fetch_many(h, pair_ids, 2, &got, &n) != STORAGE_OK)
+		return -1;
+	if (n == 0)
+		v = 0;
+	else if (n == 2 && got[0].version == got[1].version &&
+			 got[0].data_len == got[1].data_len &&
+			 memcmp(got[0].data, got[1].data, got[0].data_len) == 0)
+		v = got[0].version;
+	storage_records_free(got, n);
+	return v;
+}
+
+static void *
+pair_writer(void *p)
+{
+	pair_arg   *a = p;
+
+	for (int done = 0; done < a->rounds;)
+	{
+		int64_t		v = read_pair(a->h);
+		char		data[32];
+		storage_record recs[2];
+		int64_t		expect[2] = {v, v};
+		storage_status st;
+
+		if (v < 0)
+		{
+			atomic_fetch_add(a->bad, 1);
+			break;
+		}
+		snprintf(data, sizeof(data), "%d", done);
+		recs[0] = rec_of("pair/b", data);	/* not in id order */
+		recs[1] = rec_of("pair/a", data);
+		st = storage_save_many(a->h, recs, 2, expect);
+		if (st == STORAGE_OK)
+			done++;
+		else if (st != STORAGE_VERSION_CONFLICT)
+		{
+			atomic_fetch_add(a->bad, 1);
+			break;
+		}
+	}
+	atomic_fetch_sub(a->writers_left, 1);
+	return NULL;
+}
+
+static void *
+pair_reader(void *p)
+{
+	pair_arg   *a = p;
+
+	while (atomic_load(a->writers_left) > 0)
+		if (read_pair(a->h) < 0)
+			atomic_fetch_add(a->bad, 1);
+	return NULL;
+}
+
+static void
+test_batch_race(void **state)
+{
+	fixture    *f = *state;
+	enum
+	{
+	NT = 3};
+	atomic_int	bad = 0;
+	atomic_int	writers_left = NT - 1;
+	pthread_t	th[NT];
+	pair_arg	args[NT];
+	int			rounds = strcmp(f->backend, "dir") == 0 ? 15 : 40;
+
+	for (int i = 0; i < NT; i++)
+	{
+		args[i] = (pair_arg) {.f = f, .h = f->h, .rounds = rounds,
+		.bad = &bad, .writers_left = &writers_left};
+		if (strcmp(f->backend, "memory") != 0 && i > 0)
+			ST(NULL, open_peer(f, &args[i].h), STORAGE_OK);
+	}
+	for (int i = 0; i < NT; i++)
+		pthread_create(&th[i], NULL, i < NT - 1 ? pair_writer : pair_reader, &args[i]);
+	for (int i = 0; i < NT; i++)
+	{
+		pthread_join(th[i], NULL);
+		if (args[i].h != f->h)
+			storage_close(args[i].h);
+	}
+	assert_int_equal(atomic_load(&bad), 0);
+	assert_int_equal(read_pair(f->h), (NT - 1) * rounds);	/* no lost update */
+}
+
 /* postgresql only: a terminated connection is re-established */
 static void
 test_pg_reconnect(void **state)
@@ -1379,6 +1867,14 @@ static const struct CMUnitTest common_tests[] = {
 	T(test_locks),
 	T(test_lock_handoff),
 	T(test_race_threads),
+	T(test_batch_save_kinds),
+	T(test_batch_save_conflict),
+	T(test_batch_bad_args),
+	T(test_batch_expired),
+	T(test_batch_fetch_delete),
+	T(test_batch_odd_ids),
+	T(test_batch_fallback),
+	T(test_batch_race),
 };
 
 static const struct CMUnitTest dir_tests[] = {T(test_race_processes)};

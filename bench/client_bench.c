@@ -1,0 +1,328 @@
+/*-------------------------------------------------------------------------
+ *
+ * client_bench.c
+ *	  Operations per second of libstorage_client for one URI: single
+ *	  storage_save / storage_fetch against storage_save_many /
+ *	  storage_fetch_many in batches, over the same records.  Each
+ *	  measurement is repeated, interleaved (save single, save batch, fetch
+ *	  single, fetch batch, and again), and reported as a Markdown table row
+ *	  with the medians and the batch / single ratio.
+ *
+ *	  usage: client_bench [-n records] [-b batch] [-r reps] [-t seconds]
+ *						  [-l label] [-H] URI
+ *		-n	records (default 20000), ids "cb:0000001", ... with 200 bytes
+ *		-b	records per batch call (default 100)
+ *		-r	repetitions of each measurement (default 3)
+ *		-t	cap per measurement in seconds (default 30): a slow backend
+ *			stops early and is measured over the records it did
+ *		-l	label of the rows (default: the backend's name)
+ *		-H	print the table header first
+ *
+ *	  The records "cb:*" are written, then deleted at the end.  Saves are
+ *	  unversioned (expect_version -1) over existing records.
+ *
+ *-------------------------------------------------------------------------
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <storage_client.h>
+
+#define PAYLOAD_LEN 200
+#define MAX_REPS	15
+
+typedef struct bench
+{
+	storage_client *h;
+	char	  **ids;
+	size_t		nrecs;
+	size_t		batch;
+	double		cap;			/* seconds per measurement */
+	unsigned char payload[PAYLOAD_LEN];
+} bench;
+
+/* one measurement: records per second */
+typedef double (*measure_fn) (bench *b);
+
+static double
+now_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double) ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void
+die(bench *b, const char *what, storage_status st)
+{
+	fprintf(stderr, "client_bench: %s: %s: %s\n", what,
+			storage_status_name(st), storage_errmsg(b ? b->h : NULL));
+	exit(1);
+}
+
+static storage_record
+record_of(bench *b, size_t i)
+{
+	storage_record r = {0};
+
+	r.id = b->ids[i];
+	r.data = b->payload;
+	r.data_len = PAYLOAD_LEN;
+	return r;
+}
+
+/* ---- the four measurements ------------------------------------------- */
+
+static double
+save_single(bench *b)
+{
+	double		t0 = now_sec();
+	size_t		i;
+
+	for (i = 0; i < b->nrecs; i++)
+	{
+		storage_record r = record_of(b, i);
+		storage_status st = storage_save(b->h, &r, -1);
+
+		if (st != STORAGE_OK)
+			die(b, "storage_save", st);
+		if (i % 100 == 99 && now_sec() - t0 > b->cap)
+		{
+			i++;
+			break;
+		}
+	}
+	return i / (now_sec() - t0);
+}
+
+static double
+save_batch(bench *b)
+{
+	storage_record *recs = calloc(b->batch, sizeof(storage_record));
+	double		t0 = now_sec();
+	size_t		i;
+
+	for (i = 0; i < b->nrecs && now_sec() - t0 <= b->cap;)
+	{
+		size_t		m = b->nrecs - i < b->batch ? b->nrecs - i : b->batch;
+		storage_status st;
+
+		for (size_t k = 0; k < m; k++)
+			recs[k] = record_of(b, i + k);
+		if ((st = storage_save_many(b->h, recs, m, NULL)) != STORAGE_OK)
+			die(b, "storage_save_many", st);
+		i += m;
+	}
+	free(recs);
+	return i / (now_sec() - t0);
+}
+
+static double
+fetch_single(bench *b)
+{
+	double		t0 = now_sec();
+	size_t		i;
+
+	for (i = 0; i < b->nrecs; i++)
+	{
+		storage_record r;
+		storage_status st = storage_fetch(b->h, b->ids[i], &r);
+
+		if (st != STORAGE_OK)
+			die(b, "storage_fetch", st);
+		storage_record_clear(&r);
+		if (i % 100 == 99 && now_sec() - t0 > b->cap)
+		{
+			i++;
+			break;
+		}
+	}
+	return i / (now_sec() - t0);
+}
+
+static double
+fetch_batch(bench *b)
+{
+	double		t0 = now_sec();
+	size_t		i;
+
+	for (i = 0; i < b->nrecs && now_sec() - t0 <= b->cap;)
+	{
+		size_t		m = b->nrecs - i < b->batch ? b->nrecs - i : b->batch;
+		storage_record *recs;
+		size_t		n;
+		storage_status st;
+
+		st = storage_fetch_many(b->h, (const char *const *) b->ids + i, m, &recs, &n);
+		if (st != STORAGE_OK)
+			die(b, "storage_fetch_many", st);
+		if (n != m)
+		{
+			fprintf(stderr, "client_bench: fetch_many returned %zu of %zu records\n", n, m);
+			exit(1);
+		}
+		storage_records_free(recs, n);
+		i += m;
+	}
+	return i / (now_sec() - t0);
+}
+
+/* ---- setup, report ---------------------------------------------------- */
+
+/* Write (or delete) every record with batch calls. */
+static void
+load_all(bench *b, bool delete)
+{
+	for (size_t i = 0; i < b->nrecs; i += b->batch)
+	{
+		size_t		m = b->nrecs - i < b->batch ? b->nrecs - i : b->batch;
+		storage_status st;
+
+		if (delete)
+			st = storage_delete_many(b->h, (const char *const *) b->ids + i, m, NULL);
+		else
+		{
+			storage_record *recs = calloc(m, sizeof(storage_record));
+
+			for (size_t k = 0; k < m; k++)
+				recs[k] = record_of(b, i + k);
+			st = storage_save_many(b->h, recs, m, NULL);
+			free(recs);
+		}
+		if (st != STORAGE_OK)
+			die(b, delete ? "cleanup" : "loading", st);
+	}
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double		x = *(const double *) a;
+	double		y = *(const double *) b;
+
+	return (x > y) - (x < y);
+}
+
+static double
+median(const double *v, int n)
+{
+	double		s[MAX_REPS];
+
+	memcpy(s, v, n * sizeof(double));
+	qsort(s, n, sizeof(double), cmp_double);
+	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+static void
+print_runs(const double *v, int n)
+{
+	for (int i = 0; i < n; i++)
+		printf("%s%.0f", i ? " " : "", v[i]);
+}
+
+static void
+print_row(const char *label, const char *op,
+		  const double *single, const double *batched, int reps)
+{
+	double		ms = median(single, reps);
+	double		mb = median(batched, reps);
+
+	printf("| %s | %s | %.0f | %.0f | %.2f | ", label, op, ms, mb, mb / ms);
+	print_runs(single, reps);
+	printf(" | ");
+	print_runs(batched, reps);
+	printf(" |\n");
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: client_bench [-n records] [-b batch] [-r reps] "
+			"[-t seconds] [-l label] [-H] URI\n");
+	exit(2);
+}
+
+int
+main(int argc, char **argv)
+{
+	bench		b = {.nrecs = 20000, .batch = 100, .cap = 30};
+	measure_fn	fns[4] = {save_single, save_batch, fetch_single, fetch_batch};
+	double		runs[4][MAX_REPS];
+	const char *label = NULL;
+	int			reps = 3;
+	int			header = 0;
+	int			c;
+	storage_status st;
+
+	while ((c = getopt(argc, argv, "n:b:r:t:l:H")) != -1)
+	{
+		switch (c)
+		{
+			case 'n':
+				b.nrecs = strtoul(optarg, NULL, 10);
+				break;
+			case 'b':
+				b.batch = strtoul(optarg, NULL, 10);
+				break;
+			case 'r':
+				reps = atoi(optarg);
+				break;
+			case 't':
+				b.cap = atof(optarg);
+				break;
+			case 'l':
+				label = optarg;
+				break;
+			case 'H':
+				header = 1;
+				break;
+			default:
+				usage();
+		}
+	}
+	if (optind != argc - 1 || b.nrecs == 0 || b.batch == 0 ||
+		reps < 1 || reps > MAX_REPS || b.cap <= 0)
+		usage();
+	if (header)
+	{
+		printf("| backend | operation | single calls (records/s) | "
+			   "batches of %zu (records/s) | batch / single | single runs | batch runs |\n",
+			   b.batch);
+		printf("|---|---|---:|---:|---:|---|---|\n");
+		fflush(stdout);
+	}
+	if ((st = storage_open(argv[optind], &b.h)) != STORAGE_OK)
+		die(NULL, "storage_open", st);
+	if (label == NULL)
+		label = storage_backend_name(b.h);
+
+	b.ids = calloc(b.nrecs, sizeof(char *));
+	for (size_t i = 0; i < b.nrecs; i++)
+	{
+		b.ids[i] = malloc(32);
+		snprintf(b.ids[i], 32, "cb:%07zu", i + 1);
+	}
+	memset(b.payload, 'x', sizeof(b.payload));
+	load_all(&b, true);
+	load_all(&b, false);		/* every measured save is an update */
+
+	for (int r = 0; r < reps; r++)
+		for (int m = 0; m < 4; m++)
+			runs[m][r] = fns[m] (&b);
+
+	print_row(label, "save (unversioned)", runs[0], runs[1], reps);
+	print_row(label, "fetch", runs[2], runs[3], reps);
+	fflush(stdout);
+
+	load_all(&b, true);
+	for (size_t i = 0; i < b.nrecs; i++)
+		free(b.ids[i]);
+	free(b.ids);
+	storage_close(b.h);
+	return 0;
+}
