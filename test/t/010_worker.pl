@@ -24,6 +24,21 @@ sub expired_left
 	return $node->safe_psql($db, 'SELECT count(*) FROM storage_records WHERE expires_at <= now()');
 }
 
+# CREATE DATABASE, retried: a failure is reported with its message, and a
+# second failure fails the test
+sub create_db
+{
+	my ($sql) = @_;
+	for my $try (1 .. 3)
+	{
+		my ($ret, $out, $err) = $node->psql('postgres', $sql);
+		return if $ret == 0;
+		diag("try $try of '$sql' failed: $err");
+		sleep 1;
+	}
+	BAIL_OUT("could not run $sql");
+}
+
 sub fill
 {
 	my ($db, $prefix, $expired, $live) = @_;
@@ -43,7 +58,7 @@ is($node->safe_psql('postgres',
 # two databases, purged within two intervals, live records untouched
 for my $db ('db1', 'db2')
 {
-	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	create_db("CREATE DATABASE $db");
 	$node->safe_psql($db, 'CREATE EXTENSION storage');
 	fill($db, $db, 3000, 100);
 }
@@ -91,7 +106,7 @@ ok($node->poll_query_until('db1',
 	'storage.autopurge = on resumes purging');
 
 # CREATE EXTENSION later is picked up; DROP EXTENSION stops quietly
-$node->safe_psql('postgres', 'CREATE DATABASE db3');
+create_db('CREATE DATABASE db3');
 $node->safe_psql('db3', 'CREATE EXTENSION storage');
 fill('db3', 'db3', 500, 0);
 ok($node->poll_query_until('db3',
