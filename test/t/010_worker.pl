@@ -24,8 +24,8 @@ sub expired_left
 	return $node->safe_psql($db, 'SELECT count(*) FROM storage_records WHERE expires_at <= now()');
 }
 
-# CREATE DATABASE, retried: a failure is reported with its message, and a
-# second failure fails the test
+# CREATE DATABASE, tried up to three times; each failure is reported with
+# its message, and the third stops the test
 sub create_db
 {
 	my ($sql) = @_;
