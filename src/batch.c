@@ -281,12 +281,6 @@ report_first_failure(ManyItem *items, int n, TimestampTz now)
 	}
 	if (first == NULL)
 		return;
-	if (first->expect < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("version would overflow bigint"),
-				 errdetail("Record \"%s\" already has version " INT64_FORMAT ".",
-						   text_to_cstring(first->id), PG_INT64_MAX)));
 	storage_report_conflict(PointerGetDatum(first->id), first->expect, now);
 }
 

@@ -69,9 +69,10 @@ static const char *const delete_sql =
 "DELETE FROM %1$s AS r WHERE r.id = $1 RETURNING " LIVE("r", "$2");
 
 /*
- * Raises the version conflict error.  The actual version is read again
- * only here, on the failure path, so that successful saves pay nothing for
- * the message.
+ * Raises the error for a save that wrote nothing: the version conflict,
+ * or for an unversioned save the version overflow.  The actual version is
+ * read again only here, on the failure path, so that successful saves pay
+ * nothing for the message.
  */
 void
 storage_report_conflict(Datum id, int64 expect, TimestampTz now)
@@ -81,6 +82,14 @@ storage_report_conflict(Datum id, int64 expect, TimestampTz now)
 	SPIPlanPtr	plan;
 	char	   *idstr = TextDatumGetCString(id);
 	char		expected[64];
+
+	/* an unversioned save writes nothing only when the version is at its maximum */
+	if (expect < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("version would overflow bigint"),
+				 errdetail("Record \"%s\" already has version " INT64_FORMAT ".",
+						   idstr, PG_INT64_MAX)));
 
 	plan = storage_plan(PLAN_LIVE_VERSION, live_version_sql, 2, argtypes);
 	values[0] = id;
@@ -164,12 +173,6 @@ storage_save(PG_FUNCTION_ARGS)
 	if (ret != SPI_OK_INSERT_RETURNING && ret != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not save record: %s", SPI_result_code_string(ret));
 
-	if (SPI_processed == 0 && expect < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("version would overflow bigint"),
-				 errdetail("Record \"%s\" already has version " INT64_FORMAT ".",
-						   text_to_cstring(id), PG_INT64_MAX)));
 	if (SPI_processed == 0)
 		storage_report_conflict(PointerGetDatum(id), expect, now);
 
