@@ -23,7 +23,7 @@ REGRESS = core_save core_fetch_delete core_purge core_batch core_admin buckets l
 REGRESS_OPTS = --inputdir=. --load-extension=storage
 
 # isolation: specs in test/specs/, expected outputs in test/expected/
-ISOLATION = save_races save_delete save_purge batch_races bucket_races
+ISOLATION = save_races save_delete save_purge batch_races bucket_cas bucket_create lock_handoff
 ISOLATION_OPTS = --inputdir=test --load-extension=storage
 
 PG_CONFIG ?= pg_config

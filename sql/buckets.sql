@@ -144,3 +144,27 @@ SELECT pg_stat_get_xact_tuples_returned('storage_records_pkey'::regclass) AS bef
 SELECT count(*) FROM storage_get_keys('{big}');
 SELECT pg_stat_get_xact_tuples_returned('storage_records_pkey'::regclass) - :before AS index_entries_read;
 COMMIT;
+-- get_items skips the sub-buckets the same way: 2 keys + 20 sub-buckets
+SELECT storage_upsert_items('{big}', '{k1,k2}', '{1,2}');
+BEGIN;
+SELECT pg_stat_get_xact_tuples_returned('storage_records_pkey'::regclass) AS before \gset
+SELECT key, val FROM storage_get_items('{big}');
+SELECT pg_stat_get_xact_tuples_returned('storage_records_pkey'::regclass) - :before AS index_entries_read;
+COMMIT;
+
+-- listing reads the table directly, so it checks SELECT on it itself
+CREATE ROLE regress_storage_lister;
+GRANT EXECUTE ON FUNCTION storage_get_keys(text[]), storage_get_items(text[])
+   TO regress_storage_lister;
+SET ROLE regress_storage_lister;
+SELECT * FROM storage_get_keys('{big}');
+SELECT * FROM storage_get_items('{big}');
+RESET ROLE;
+GRANT SELECT ON storage_records TO regress_storage_lister;
+SET ROLE regress_storage_lister;
+SELECT count(*) FROM storage_get_keys('{big}');
+RESET ROLE;
+REVOKE ALL ON storage_records FROM regress_storage_lister;
+REVOKE ALL ON FUNCTION storage_get_keys(text[]), storage_get_items(text[])
+  FROM regress_storage_lister;
+DROP ROLE regress_storage_lister;

@@ -29,6 +29,9 @@ SELECT * FROM storage_get_keys('{}');
 -- bad input
 SELECT storage_acquire_lock('job', '0');
 SELECT storage_acquire_lock('job', '-1 second');
+SELECT storage_acquire_lock('job', '1 day -25 hours');     -- negative overall
+SELECT storage_acquire_lock('mixed', '1 day -1 hour');     -- positive overall: taken
+SELECT storage_release_lock('mixed');
 SELECT storage_acquire_lock('job', NULL);
 SELECT storage_acquire_lock(NULL, '1 second');
 SELECT storage_acquire_lock('', '1 second');

@@ -192,13 +192,6 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION @extschema@.storage_touch(text, timestamptz, bigint) IS
     'sets a live record''s expires_at without changing data or version; with expect_version >= 1 only at that version; true if touched';
 
-CREATE FUNCTION @extschema@.storage_bucket_prefix(bucket text[])
-RETURNS text
-AS 'MODULE_PATHNAME', 'storage_bucket_prefix_sql'
-LANGUAGE C IMMUTABLE PARALLEL SAFE;
-COMMENT ON FUNCTION @extschema@.storage_bucket_prefix(text[]) IS
-    'validates a bucket path and returns its id prefix, ''b1/b2/'' (internal)';
-
 CREATE FUNCTION @extschema@.storage_create_val(bucket text[], key text, val bytea,
                                                ttl interval DEFAULT NULL)
 RETURNS void
@@ -237,20 +230,11 @@ LANGUAGE C STABLE;
 COMMENT ON FUNCTION @extschema@.storage_get_keys(text[]) IS
     'live keys and sub-buckets holding anything live directly in the bucket, sorted; one index probe per name';
 
+-- C, not SQL: it skips sub-buckets unread the way storage_get_keys does.
 CREATE FUNCTION @extschema@.storage_get_items(bucket text[])
 RETURNS TABLE(key text, val bytea, expires_at timestamptz)
-LANGUAGE sql STABLE
-AS $$
-    SELECT substr(r.id, char_length(p.prefix) + 1), r.data, r.expires_at
-      FROM (SELECT @extschema@.storage_bucket_prefix($1) AS prefix) AS p,
-           @extschema@.storage_records AS r
-     WHERE r.id >= p.prefix
-       AND r.id < @extschema@.storage_prefix_end(p.prefix)
-       AND strpos(substr(r.id, char_length(p.prefix) + 1), '/') = 0
-       AND substr(r.id, char_length(p.prefix) + 1, 1) <> '.'
-       AND (r.expires_at IS NULL OR r.expires_at > @extschema@.storage_now())
-     ORDER BY r.id
-$$;
+AS 'MODULE_PATHNAME', 'storage_get_items'
+LANGUAGE C STABLE;
 COMMENT ON FUNCTION @extschema@.storage_get_items(text[]) IS
     'the live keys directly in the bucket with their values and expiry, sorted by key';
 

@@ -17,12 +17,15 @@
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -34,12 +37,12 @@
 
 #include "storage.h"
 
-PG_FUNCTION_INFO_V1(storage_bucket_prefix_sql);
 PG_FUNCTION_INFO_V1(storage_create_val);
 PG_FUNCTION_INFO_V1(storage_upsert_val);
 PG_FUNCTION_INFO_V1(storage_compare_and_swap_val);
 PG_FUNCTION_INFO_V1(storage_get_val);
 PG_FUNCTION_INFO_V1(storage_get_keys);
+PG_FUNCTION_INFO_V1(storage_get_items);
 PG_FUNCTION_INFO_V1(storage_upsert_items);
 PG_FUNCTION_INFO_V1(storage_delete_key);
 PG_FUNCTION_INFO_V1(storage_delete_bucket);
@@ -276,56 +279,119 @@ storage_compare_and_swap_val(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/*
- * The first live id in [from, end), or NULL.  A direct scan of the primary
- * key that stops at the first live row: through SPI the planner, not
- * knowing how wide the range is, chose a bitmap scan that read the whole
- * rest of the bucket for every probe.
- */
-static text *
-next_live_id(text *from, text *end, TimestampTz now)
-{
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	text	   *result = NULL;
-	int			endlen = VARSIZE_ANY_EXHDR(end);
-
-	rel = table_open(storage_records_relid(false), AccessShareLock);
-	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_TEXT_GE,
-				PointerGetDatum(from));
-	key.sk_collation = C_COLLATION_OID;
-	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true,
-							  GetActiveSnapshot(), 1, &key);
-	while ((tup = systable_getnext(scan)) != NULL)
-	{
-		bool		isnull;
-		text	   *id = DatumGetTextPP(heap_getattr(tup, 1, RelationGetDescr(rel), &isnull));
-		int			idlen = VARSIZE_ANY_EXHDR(id);
-		int			c = memcmp(VARDATA_ANY(id), VARDATA_ANY(end), Min(idlen, endlen));
-		Datum		expires;
-
-		CHECK_FOR_INTERRUPTS();
-		if (c > 0 || (c == 0 && idlen >= endlen))
-			break;				/* past the end of the range */
-		expires = heap_getattr(tup, 3, RelationGetDescr(rel), &isnull);
-		if (isnull || DatumGetTimestampTz(expires) > now)
-		{
-			result = (text *) PG_DETOAST_DATUM_COPY(PointerGetDatum(id));
-			break;
-		}
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return result;
-}
-
 static text *
 prefix_end(const char *prefix)
 {
 	return DatumGetTextPP(DirectFunctionCall1(storage_prefix_end,
 											  CStringGetTextDatum(prefix)));
+}
+
+/*
+ * A walk over the live names directly in one bucket, in id order, on the
+ * primary key.  Keys come one index entry each; a sub-bucket "s" comes
+ * once, after which the scan restarts at prefix || "s0" ("0" follows "/"),
+ * so the records inside it are never read.  (Through SPI the planner, not
+ * knowing how wide a range is, chose a bitmap scan that read the whole
+ * rest of the bucket.)  Names starting with "." are reserved and skipped.
+ */
+typedef struct BucketWalk
+{
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;		/* the current key's row */
+	ScanKeyData keys[2];		/* id >= cursor, id < end of the bucket */
+	const char *prefix;
+	int			plen;
+	TimestampTz now;
+} BucketWalk;
+
+static void
+walk_begin(BucketWalk *w, const char *prefix, TimestampTz now)
+{
+	Oid			relid = storage_records_relid(false);
+	AclResult	aclresult;
+
+	/* reading the table directly skips the executor's permission check */
+	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
+
+	w->rel = table_open(relid, AccessShareLock);
+	w->idx = index_open(RelationGetPrimaryKeyIndex(w->rel), AccessShareLock);
+	w->prefix = prefix;
+	w->plen = strlen(prefix);
+	w->now = now;
+	ScanKeyInit(&w->keys[0], 1, BTGreaterEqualStrategyNumber, F_TEXT_GE,
+				CStringGetTextDatum(prefix));
+	w->keys[0].sk_collation = C_COLLATION_OID;
+	ScanKeyInit(&w->keys[1], 1, BTLessStrategyNumber, F_TEXT_LT,
+				PointerGetDatum(prefix_end(prefix)));
+	w->keys[1].sk_collation = C_COLLATION_OID;
+	w->slot = table_slot_create(w->rel, NULL);
+	w->scan = index_beginscan(w->rel, w->idx, GetActiveSnapshot(), 2, 0);
+	index_rescan(w->scan, w->keys, 2, NULL, 0);
+}
+
+/*
+ * The next live name (palloc'd) or NULL at the end; *is_key tells a key
+ * (whose row is then in w->slot) from a sub-bucket.
+ */
+static char *
+walk_next(BucketWalk *w, bool *is_key)
+{
+	while (index_getnext_slot(w->scan, ForwardScanDirection, w->slot))
+	{
+		bool		isnull;
+		Datum		expires = slot_getattr(w->slot, 3, &isnull);
+		text	   *id;
+		const char *rest;
+		const char *slash;
+		int			restlen;
+		char	   *name;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!isnull && DatumGetTimestampTz(expires) <= w->now)
+			continue;
+		id = DatumGetTextPP(slot_getattr(w->slot, 1, &isnull));
+		rest = VARDATA_ANY(id) + w->plen;
+		restlen = VARSIZE_ANY_EXHDR(id) - w->plen;
+		slash = memchr(rest, '/', restlen);
+		name = pnstrdup(rest, slash ? slash - rest : restlen);
+		*is_key = (slash == NULL);
+		if (slash)
+		{
+			w->keys[0].sk_argument =
+				CStringGetTextDatum(psprintf("%s%s0", w->prefix, name));
+			index_rescan(w->scan, w->keys, 2, NULL, 0);
+		}
+		if (name[0] != '.')
+			return name;
+	}
+	return NULL;
+}
+
+static void
+walk_end(BucketWalk *w)
+{
+	index_endscan(w->scan);
+	ExecDropSingleTupleTableSlot(w->slot);
+	index_close(w->idx, AccessShareLock);
+	table_close(w->rel, AccessShareLock);
+}
+
+/* Does anything live lie below prefix? */
+static bool
+live_below(const char *prefix, TimestampTz now)
+{
+	BucketWalk	w;
+	bool		is_key;
+	bool		found;
+
+	walk_begin(&w, prefix, now);
+	found = walk_next(&w, &is_key) != NULL;
+	walk_end(&w);
+	return found;
 }
 
 Datum
@@ -339,7 +405,6 @@ storage_get_val(PG_FUNCTION_ARGS)
 	bool		isnull = true;
 	Datum		result = (Datum) 0;
 	bool		found;
-	char	   *below;
 
 	values[0] = PointerGetDatum(joined_id(prefix, key));
 	values[1] = TimestampTzGetDatum(now);
@@ -354,13 +419,12 @@ storage_get_val(PG_FUNCTION_ARGS)
 		if (!isnull)
 			result = SPI_datumTransfer(result, false, -1);
 	}
-	below = psprintf("%s%s/", prefix, key);
-	if (!found && next_live_id(cstring_to_text(below), prefix_end(below), now) != NULL)
+	SPI_finish();
+	if (!found && live_below(psprintf("%s%s/", prefix, key), now))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"%s\" is a bucket, not a key", key),
 				 errhint("Use storage_get_keys() or storage_get_items() to read a bucket.")));
-	SPI_finish();
 	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_STORAGE_NOT_FOUND),
@@ -376,65 +440,59 @@ compare_names(const void *a, const void *b)
 	return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-/*
- * The live key or sub-bucket names directly in the bucket, sorted, one
- * index probe per name: after a sub-bucket "s" the scan jumps to
- * prefix || "s0" ("0" follows "/"), skipping everything inside it.
- */
-static List *
-bucket_names(const char *prefix, TimestampTz now)
-{
-	List	   *names = NIL;
-	text	   *end = prefix_end(prefix);
-	text	   *cursor = cstring_to_text(prefix);
-	size_t		plen = strlen(prefix);
-	text	   *id;
-
-	while ((id = next_live_id(cursor, end, now)) != NULL)
-	{
-		char	   *rest = text_to_cstring(id) + plen;
-		char	   *slash = strchr(rest, '/');
-
-		CHECK_FOR_INTERRUPTS();
-		if (slash)
-		{
-			*slash = '\0';
-			cursor = cstring_to_text(psprintf("%s%s0", prefix, rest));
-		}
-		else
-			cursor = cstring_to_text(psprintf("%s%s\x01", prefix, rest));
-		if (rest[0] != '.')
-			names = lappend(names, pstrdup(rest));
-	}
-	return names;
-}
-
-Datum
-storage_get_keys(PG_FUNCTION_ARGS)
+/* Checks that the caller accepts a materialized set; returns its info. */
+static ReturnSetInfo *
+materialize_info(FunctionCallInfo fcinfo)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
-	TupleDesc	tupdesc;
-	Tuplestorestate *store;
-	MemoryContext old;
-	List	   *names;
-	char	  **sorted;
-	int			n;
-	int			i;
 
 	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
 		!(rsinfo->allowedModes & SFRM_Materialize))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("set-valued function called in context that cannot accept a set")));
+	rsinfo->returnMode = SFRM_Materialize;
+	return rsinfo;
+}
 
-	names = bucket_names(prefix, storage_now());
-	n = list_length(names);
+/*
+ * storage_get_keys(bucket): the live keys and non-empty sub-buckets
+ * directly in the bucket.  The walk returns them in id order, which is not
+ * name order ("a-b" sorts before "a/x", so sub-bucket "a" comes after key
+ * "a-b") and may name "a" twice (a key and a sub-bucket): sort and skip
+ * duplicates.
+ */
+Datum
+storage_get_keys(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = materialize_info(fcinfo);
+	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
+	BucketWalk	w;
+	TupleDesc	tupdesc;
+	Tuplestorestate *store;
+	MemoryContext old;
+	char	  **names;
+	char	   *name;
+	bool		is_key;
+	int			n = 0;
+	int			size = 64;
+	int			i;
+
+	names = palloc(sizeof(char *) * size);
+	walk_begin(&w, prefix, storage_now());
+	while ((name = walk_next(&w, &is_key)) != NULL)
+	{
+		if (n == size)
+		{
+			size *= 2;
+			names = repalloc(names, sizeof(char *) * size);
+		}
+		names[n++] = name;
+	}
+	walk_end(&w);
+	qsort(names, n, sizeof(char *), compare_names);
+
 	old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	sorted = palloc(sizeof(char *) * Max(n, 1));
-	for (i = 0; i < n; i++)
-		sorted[i] = list_nth(names, i);
-	qsort(sorted, n, sizeof(char *), compare_names);
 	tupdesc = CreateTemplateTupleDesc(1);
 	TupleDescInitEntry(tupdesc, 1, "storage_get_keys", TEXTOID, -1, 0);
 	store = tuplestore_begin_heap(true, false, work_mem);
@@ -443,14 +501,59 @@ storage_get_keys(PG_FUNCTION_ARGS)
 		Datum		value;
 		bool		isnull = false;
 
-		if (i > 0 && strcmp(sorted[i - 1], sorted[i]) == 0)
+		if (i > 0 && strcmp(names[i - 1], names[i]) == 0)
 			continue;
-		value = CStringGetTextDatum(sorted[i]);
+		value = CStringGetTextDatum(names[i]);
 		tuplestore_putvalues(store, tupdesc, &value, &isnull);
 	}
 	MemoryContextSwitchTo(old);
+	rsinfo->setResult = store;
+	rsinfo->setDesc = tupdesc;
+	return (Datum) 0;
+}
 
-	rsinfo->returnMode = SFRM_Materialize;
+/*
+ * storage_get_items(bucket) -> (key, val, expires_at): the live keys
+ * directly in the bucket.  The walk already returns keys in key order (ids
+ * differ only after the common prefix), and skips sub-buckets unread.
+ */
+Datum
+storage_get_items(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = materialize_info(fcinfo);
+	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
+	BucketWalk	w;
+	TupleDesc	tupdesc;
+	Tuplestorestate *store;
+	MemoryContext old;
+	char	   *name;
+	bool		is_key;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	tupdesc = CreateTupleDescCopy(tupdesc);
+	store = tuplestore_begin_heap(true, false, work_mem);
+	MemoryContextSwitchTo(old);
+
+	walk_begin(&w, prefix, storage_now());
+	while ((name = walk_next(&w, &is_key)) != NULL)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		if (!is_key)
+			continue;
+		values[0] = CStringGetTextDatum(name);
+		values[1] = slot_getattr(w.slot, 5, &nulls[1]);
+		if (!nulls[1])			/* the tuplestore must not keep a toast pointer */
+			values[1] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(values[1]));
+		values[2] = slot_getattr(w.slot, 3, &nulls[2]);
+		old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+		tuplestore_putvalues(store, tupdesc, values, nulls);
+		MemoryContextSwitchTo(old);
+	}
+	walk_end(&w);
 	rsinfo->setResult = store;
 	rsinfo->setDesc = tupdesc;
 	return (Datum) 0;
@@ -582,14 +685,4 @@ storage_delete_bucket(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_STORAGE_NOT_FOUND),
 				 errmsg("bucket \"%s\" is not found", bucket)));
 	PG_RETURN_INT64(n);
-}
-
-/*
- * storage_bucket_prefix(bucket) -> "b1/b2/" or "" for the root; the
- * inlinable SQL function storage_get_items() calls it.
- */
-Datum
-storage_bucket_prefix_sql(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_TEXT_P(cstring_to_text(bucket_prefix(fcinfo, 0, "bucket")));
 }

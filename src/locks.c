@@ -146,28 +146,26 @@ holder_expiry(text *id, TimestampTz now)
 	return until;
 }
 
-/* Sleeps until woken, the holder's expiry, or the timeout; interruptible. */
+/*
+ * Sleeps until woken, the holder's expiry or a timeout; interruptible.
+ * holder_until and now are both on the storage_now() clock (which tests
+ * may pin), so the sleep is bounded by what liveness will decide.
+ */
 static void
-wait_for_release(ConditionVariable *cv, TimestampTz holder_until, long *backoff_ms)
+wait_for_release(ConditionVariable *cv, TimestampTz now, TimestampTz holder_until,
+				 long *backoff_ms)
 {
-	long		secs;
-	int			usecs;
-	long		until_ms;
-	long		sleep_ms;
+	long		sleep_ms = TimestampDifferenceMilliseconds(now, holder_until) + 1;
 
-	TimestampDifference(GetCurrentTimestamp(), holder_until, &secs, &usecs);
-	until_ms = secs * 1000 + usecs / 1000 + 1;
 	if (cv)
-		sleep_ms = Min(until_ms, MAX_SLEEP_MS);
-	else
 	{
-		sleep_ms = Min(until_ms, *backoff_ms);
-		*backoff_ms = Min(*backoff_ms * 2, BACKOFF_MAX_MS);
-	}
-	if (cv)
+		sleep_ms = Min(sleep_ms, MAX_SLEEP_MS);
 		(void) ConditionVariableTimedSleep(cv, sleep_ms, PG_WAIT_EXTENSION);
+	}
 	else
 	{
+		sleep_ms = Min(sleep_ms, *backoff_ms);
+		*backoff_ms = Min(*backoff_ms * 2, BACKOFF_MAX_MS);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 sleep_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -175,10 +173,26 @@ wait_for_release(ConditionVariable *cv, TimestampTz holder_until, long *backoff_
 	CHECK_FOR_INTERRUPTS();
 }
 
+static void
+check_ttl(Interval *ttl)
+{
+	Interval	zero = {0};
+
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(ttl),
+										  IntervalPGetDatum(&zero))) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ttl must be positive")));
+}
+
 /*
  * storage_acquire_lock(token, ttl): waits until the lock is free, then
  * takes it for ttl.  Not reentrant: a token already held, even by the
  * caller, is waited for.
+ *
+ * The first round just tries.  Later rounds first read the holder with a
+ * fresh snapshot and try again only when it looks free, so a long wait
+ * costs no subtransactions (nor transaction ids) per round.
  */
 Datum
 storage_acquire_lock(PG_FUNCTION_ARGS)
@@ -187,45 +201,47 @@ storage_acquire_lock(PG_FUNCTION_ARGS)
 	Interval   *ttl;
 	ConditionVariable *cv = storage_lock_cv(token_hash(id));
 	long		backoff_ms = 1;
+	bool		look = false;
 
 	storage_require_arg(fcinfo, 1, "ttl");
 	ttl = PG_GETARG_INTERVAL_P(1);
-	if (ttl->month < 0 || ttl->day < 0 || ttl->time < 0 ||
-		(ttl->month == 0 && ttl->day == 0 && ttl->time <= 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("ttl must be positive")));
+	check_ttl(ttl);
 
 	for (;;)
 	{
-		TimestampTz now = storage_now();
-		TimestampTz expires;
+		TimestampTz now;
 		TimestampTz holder_until;
+		TimestampTz expires;
 
+		CHECK_FOR_INTERRUPTS();
+
+		/*
+		 * Prepare to sleep before looking at the holder, so that a release
+		 * that commits after the look wakes us.  (A rolled-back attempt
+		 * cancels the preparation, hence every round.)
+		 */
+		if (cv)
+			ConditionVariablePrepareToSleep(cv);
+		now = storage_now();
+		if (look && (holder_until = holder_expiry(id, now)) > now)
+		{
+			if (IsolationUsesXactSnapshot())
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot wait for lock \"%s\" in a %s transaction",
+								text_to_cstring(id) + strlen(LOCKS_PREFIX),
+								IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+						 errdetail("The transaction's snapshot would never show the release."),
+						 errhint("Acquire locks in READ COMMITTED transactions.")));
+			wait_for_release(cv, now, holder_until, &backoff_ms);
+			continue;
+		}
 		expires = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 														  TimestampTzGetDatum(now),
 														  IntervalPGetDatum(ttl)));
 		if (try_take(id, expires, now))
 			break;
-		if (IsolationUsesXactSnapshot())
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("cannot wait for lock \"%s\" in a %s transaction",
-							text_to_cstring(id) + strlen(LOCKS_PREFIX),
-							IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
-					 errdetail("The transaction's snapshot would never show the release."),
-					 errhint("Acquire locks in READ COMMITTED transactions.")));
-
-		/*
-		 * Prepare to sleep before looking at the holder again, so that a
-		 * release committed from here on wakes us.  (The rolled-back
-		 * attempt above cancelled any earlier preparation.)
-		 */
-		if (cv)
-			ConditionVariablePrepareToSleep(cv);
-		holder_until = holder_expiry(id, now);
-		if (holder_until > now)
-			wait_for_release(cv, holder_until, &backoff_ms);
+		look = true;			/* held, or someone else was quicker */
 	}
 	if (cv)
 		ConditionVariableCancelSleep();
@@ -245,8 +261,9 @@ broadcast_at_commit(XactEvent event, void *arg)
 				ConditionVariableBroadcast(storage_lock_cv(i));
 		}
 	}
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
-		pending_broadcasts = 0;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		pending_broadcasts = 0;	/* a prepared release wakes no one; waiters time out */
 }
 
 /* storage_release_lock(token): SV002 if the lock is not held */
