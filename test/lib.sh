@@ -11,6 +11,10 @@ PGXS_DIR=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs
 # PostgreSQL refuses to run as root: servers and test runners run as this user.
 RUN_USER=${STORAGE_RUN_USER:-postgres}
 PROJECT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Same results whatever locale the caller has (often none at all as root);
+# C.UTF-8 ships with libc-bin on every Debian system.
+export LC_ALL=C.UTF-8
+unset LANG LANGUAGE
 
 die() { echo "error: $*" >&2; exit 1; }
 
@@ -20,7 +24,7 @@ need_root() {
 
 # Packages, installed only when missing so that a second run is quick.
 DEPS="build-essential pkg-config postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
-postgresql-$PG_MAJOR-cron libpq-dev libcmocka-dev libipc-run-perl"
+postgresql-$PG_MAJOR-cron libpq-dev libcmocka-dev libipc-run-perl procps"
 
 install_deps() {
 	local missing="" p
@@ -55,6 +59,9 @@ prepare_copy() {
 	(cd "$PROJECT_DIR" && tar --exclude=.git --exclude='*.o' --exclude='*.so' \
 		--exclude='*.bc' -cf - .) | tar -xf - -C "$WORK/src"
 	chown -R "$RUN_USER" "$WORK"
+	# PostgreSQL's programs chdir back to the current directory, which may be
+	# one RUN_USER cannot enter (a checkout under /root)
+	cd "$WORK"
 }
 
 # Builds as RUN_USER with warnings as errors, installs as root.
@@ -71,7 +78,10 @@ start_cluster() {
 	local name=$1 dir="$WORK/$1"
 	shift
 	as_user mkdir -p "$dir"
-	as_user initdb -D "$dir/data" -A trust -U postgres --no-sync >"$dir/initdb.log" 2>&1 ||
+	# UTF8 whatever the caller's locale: a bare root shell has no LANG, and
+	# initdb would then make an SQL_ASCII cluster (C.UTF-8 is in libc-bin)
+	as_user initdb -D "$dir/data" -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8 \
+		>"$dir/initdb.log" 2>&1 ||
 		{ cat "$dir/initdb.log"; die "initdb failed"; }
 	{
 		echo "port = 5432"
