@@ -8,6 +8,7 @@ OBJS = \
 	src/ids.o \
 	src/relation.o \
 	src/records.o \
+	src/direct.o \
 	src/purge.o \
 	src/guard.o \
 	src/batch.o \
@@ -19,7 +20,7 @@ OBJS = \
 DATA = $(wildcard sql/storage--*.sql)
 
 # pg_regress: inputs in sql/, expected outputs in expected/
-REGRESS = core_save core_fetch_delete core_purge core_batch core_admin buckets locks_touch
+REGRESS = core_save core_paths core_fetch_delete core_purge core_batch core_admin buckets locks_touch
 REGRESS_OPTS = --inputdir=. --load-extension=storage
 
 # isolation: specs in test/specs/, expected outputs in test/expected/

@@ -6,12 +6,14 @@
  *	  the inlinable SQL function storage_fetch_many() calls.
  *
  * storage_save_many() is all or nothing: it validates every element first,
- * then writes each kind of save (unversioned, create, versioned) with one
- * set-based statement, and if any record fails its check it raises SV001
- * naming the first such id in the caller's order, which rolls back the
- * whole statement.  Rows are locked in id order before anything is
- * written, so two batches with overlapping ids wait for each other instead
- * of deadlocking.
+ * then saves the records in id order through the direct write path
+ * (direct.c), and if any record fails its check it raises SV001 naming the
+ * first such id in the caller's order, which rolls back the whole
+ * statement.  Where the direct path does not apply it locks the existing
+ * rows in id order and writes each kind of save (unversioned, create,
+ * versioned) with one set-based statement.  Either way rows are locked in
+ * id order, so two batches with overlapping ids wait for each other
+ * instead of deadlocking.
  *
  *-------------------------------------------------------------------------
  */
@@ -49,6 +51,8 @@ typedef struct ManyItem
 	Datum		format;
 	bool		format_null;
 	int64		version;		/* new version; 0 until written */
+	bool		live;			/* on failure (direct path): what was there */
+	int64		actual;
 } ManyItem;
 
 /* One input array, deconstructed; NULL array means "all elements NULL". */
@@ -366,6 +370,51 @@ lock_existing(ManyItem *items, int n)
 }
 
 /*
+ * Saves the (id-sorted) items through the direct write path, one after
+ * the other in id order, which is the lock order that keeps overlapping
+ * batches from deadlocking.  A failed item does not stop the others, so
+ * that the error can name the first failure in the caller's order; the
+ * error then undoes them all.  False if the direct path does not apply.
+ */
+static bool
+save_many_direct(ManyItem *items, int n, TimestampTz now)
+{
+	StorageWriter *w;
+	ManyItem   *first = NULL;
+	bool		inserts = false;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		inserts |= items[i].expect <= 0;
+	w = storage_writer_begin(inserts);
+	if (w == NULL)
+		return false;
+
+	for (i = 0; i < n; i++)
+	{
+		ManyItem   *it = &items[i];
+		StorageSaveArgs a;
+
+		a.id = it->id;
+		a.expect = it->expect;
+		a.data = it->data;
+		a.data_null = it->data_null;
+		a.expires = it->expires;
+		a.expires_null = it->expires_null;
+		a.format = it->format;
+		a.format_null = it->format_null;
+		it->version = storage_writer_save(w, &a, now, &it->live, &it->actual);
+		if (it->version == 0 && (first == NULL || it->pos < first->pos))
+			first = it;
+	}
+	storage_writer_end(w);
+	if (first)
+		storage_raise_conflict(first->id, first->expect, first->live,
+							   first->actual);
+	return true;
+}
+
+/*
  * storage_save_many(ids, datas, expect_versions, expires_ats, formats)
  *		-> the new versions, aligned with ids
  */
@@ -379,7 +428,7 @@ storage_save_many(PG_FUNCTION_ARGS)
 	int			i;
 	SaveKind	kind;
 
-	if (n > 0)
+	if (n > 0 && !save_many_direct(items, n, now))
 	{
 		SPI_connect();
 		lock_existing(items, n);

@@ -92,15 +92,31 @@ storage_slot_end(TimestampTz ts)
 	return ts - rem + width;
 }
 
-Datum
-storage_expiry_slot(PG_FUNCTION_ARGS)
+/*
+ * The value of the purge_after column for expires_at; false for NULL.
+ * storage_expiry_slot() is this function, and the direct write path
+ * (direct.c) fills the generated column with it.
+ */
+bool
+storage_expiry_slot_of(bool expires_null, Datum expires, Datum *slot)
 {
 	TimestampTz ts;
 
-	if (PG_ARGISNULL(0))
-		PG_RETURN_NULL();
-	ts = PG_GETARG_TIMESTAMPTZ(0);
+	if (expires_null)
+		return false;
+	ts = DatumGetTimestampTz(expires);
 	if (TIMESTAMP_IS_NOEND(ts))
-		PG_RETURN_NULL();		/* never expires, never purged */
-	PG_RETURN_TIMESTAMPTZ(storage_slot_end(ts));
+		return false;			/* never expires, never purged */
+	*slot = TimestampTzGetDatum(storage_slot_end(ts));
+	return true;
+}
+
+Datum
+storage_expiry_slot(PG_FUNCTION_ARGS)
+{
+	Datum		slot;
+
+	if (!storage_expiry_slot_of(PG_ARGISNULL(0), PG_GETARG_DATUM(0), &slot))
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(slot);
 }

@@ -80,10 +80,37 @@ storage_report_conflict(Datum id, int64 expect, TimestampTz now)
 	Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
 	Datum		values[2];
 	SPIPlanPtr	plan;
-	char	   *idstr = TextDatumGetCString(id);
-	char		expected[64];
+	bool		isnull;
+	int64		actual = 0;
 
 	/* an unversioned save writes nothing only when the version is at its maximum */
+	if (expect >= 0)
+	{
+		plan = storage_plan(PLAN_LIVE_VERSION, live_version_sql, 2, argtypes);
+		values[0] = id;
+		values[1] = TimestampTzGetDatum(now);
+		if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the current version of a record");
+		if (SPI_processed > 0)
+			actual = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 1,
+												 &isnull));
+	}
+	storage_raise_conflict((text *) DatumGetPointer(id), expect,
+						   expect < 0 || SPI_processed > 0, actual);
+}
+
+/*
+ * The error of a save that wrote nothing, once the record's state is known:
+ * live says whether a live record exists, actual is its version.  For an
+ * unversioned save that can only be the version overflow.
+ */
+void
+storage_raise_conflict(const text *id, int64 expect, bool live, int64 actual)
+{
+	char	   *idstr = text_to_cstring(id);
+	char		expected[64];
+
 	if (expect < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
@@ -91,37 +118,52 @@ storage_report_conflict(Datum id, int64 expect, TimestampTz now)
 				 errdetail("Record \"%s\" already has version " INT64_FORMAT ".",
 						   idstr, PG_INT64_MAX)));
 
-	plan = storage_plan(PLAN_LIVE_VERSION, live_version_sql, 2, argtypes);
-	values[0] = id;
-	values[1] = TimestampTzGetDatum(now);
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the current version of \"%s\"", idstr);
-
 	if (expect == 0)
 		snprintf(expected, sizeof(expected), "no live record");
 	else
 		snprintf(expected, sizeof(expected), "version " INT64_FORMAT, expect);
 
-	if (SPI_processed == 0)
+	if (!live)
 		ereport(ERROR,
 				(errcode(ERRCODE_STORAGE_VERSION_CONFLICT),
 				 errmsg("version conflict"),
 				 errdetail("Record \"%s\": expected %s, but no live record exists.",
 						   idstr, expected)));
-	else
-	{
-		bool		isnull;
-		int64		actual;
+	ereport(ERROR,
+			(errcode(ERRCODE_STORAGE_VERSION_CONFLICT),
+			 errmsg("version conflict"),
+			 errdetail("Record \"%s\": expected %s, but the live record has version " INT64_FORMAT ".",
+					   idstr, expected, actual)));
+}
 
-		actual = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											 SPI_tuptable->tupdesc, 1,
-											 &isnull));
-		ereport(ERROR,
-				(errcode(ERRCODE_STORAGE_VERSION_CONFLICT),
-				 errmsg("version conflict"),
-				 errdetail("Record \"%s\": expected %s, but the live record has version " INT64_FORMAT ".",
-						   idstr, expected, actual)));
-	}
+/*
+ * storage_save() through the direct write path; false if that path does
+ * not apply here and the SPI statement must run instead.
+ */
+static bool
+save_direct(FunctionCallInfo fcinfo, text *id, int64 expect, TimestampTz now,
+			int64 *result)
+{
+	StorageWriter *w = storage_writer_begin(expect <= 0);
+	StorageSaveArgs a;
+	bool		live;
+	int64		actual;
+
+	if (w == NULL)
+		return false;
+	a.id = id;
+	a.expect = expect;
+	a.data_null = PG_ARGISNULL(1);
+	a.data = a.data_null ? (Datum) 0 : PG_GETARG_DATUM(1);
+	a.expires_null = PG_ARGISNULL(3);
+	a.expires = a.expires_null ? (Datum) 0 : PG_GETARG_DATUM(3);
+	a.format_null = PG_ARGISNULL(4);
+	a.format = a.format_null ? (Datum) 0 : PG_GETARG_DATUM(4);
+	*result = storage_writer_save(w, &a, now, &live, &actual);
+	storage_writer_end(w);
+	if (*result == 0)
+		storage_raise_conflict(id, expect, live, actual);
+	return true;
 }
 
 /*
@@ -152,6 +194,9 @@ storage_save(PG_FUNCTION_ARGS)
 						   expect)));
 
 	now = storage_now();
+	if (save_direct(fcinfo, id, expect, now, &result))
+		PG_RETURN_INT64(result);
+
 	values[0] = PointerGetDatum(id);
 	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
 	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';

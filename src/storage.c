@@ -19,6 +19,7 @@ PG_MODULE_MAGIC;
 int			storage_purge_batch_size = 10000;
 char	   *storage_test_now = NULL;
 int			storage_expiry_slot_width = 60;
+bool		storage_direct_writes = true;
 
 void		_PG_init(void);
 
@@ -46,6 +47,18 @@ _PG_init(void)
 							60, 0, 86400,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	/*
+	 * An escape hatch and a yardstick: off runs every save through its SPI
+	 * statement, as REPEATABLE READ always does (see direct.c).
+	 */
+	DefineCustomBoolVariable("storage.direct_writes",
+							 "Saves records without planning an SQL statement where that behaves the same.",
+							 "Off makes every save run its INSERT/UPDATE statement through SPI.",
+							 &storage_direct_writes,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 
 	/*
 	 * Only tests may move the clock, hence PGC_SUSET; an empty value means

@@ -30,10 +30,13 @@
 extern int	storage_purge_batch_size;
 extern char *storage_test_now;
 extern int	storage_expiry_slot_width;
+extern bool storage_direct_writes;
 
 /* clock.c: the one clock that decides liveness */
 extern TimestampTz storage_now(void);
 extern TimestampTz storage_slot_end(TimestampTz ts);
+extern bool storage_expiry_slot_of(bool expires_null, Datum expires,
+								   Datum *slot);
 
 /* ids.c */
 extern Datum storage_prefix_end(PG_FUNCTION_ARGS);
@@ -81,6 +84,30 @@ extern SPIPlanPtr storage_plan(StoragePlanId which, const char *query_fmt,
 
 /* records.c */
 extern void storage_report_conflict(Datum id, int64 expect, TimestampTz now) pg_attribute_noreturn();
+extern void storage_raise_conflict(const text *id, int64 expect, bool live,
+								   int64 actual) pg_attribute_noreturn();
+
+/*
+ * direct.c: the direct write path of the saves (no SPI), used whenever it
+ * behaves exactly like the SPI statements; NULL from begin means "use SPI".
+ */
+typedef struct StorageWriter StorageWriter;
+typedef struct StorageSaveArgs
+{
+	text	   *id;
+	int64		expect;
+	Datum		data;
+	bool		data_null;
+	Datum		expires;
+	bool		expires_null;
+	Datum		format;
+	bool		format_null;
+} StorageSaveArgs;
+
+extern StorageWriter *storage_writer_begin(bool inserts);
+extern int64 storage_writer_save(StorageWriter *w, const StorageSaveArgs *a,
+								 TimestampTz now, bool *live, int64 *actual);
+extern void storage_writer_end(StorageWriter *w);
 
 /* purge.c: shared by storage_purge_expired() and the background worker */
 extern uint64 storage_purge_batch(TimestampTz now, int batch_size);
