@@ -28,11 +28,15 @@ log() { echo "[bench $(($(date +%s) - BENCH_START))s] $*" >&2; }
 
 sql() { as_user psql -X -q -At -v ON_ERROR_STOP=1 -d bench "$@"; }
 
-# pgbench_tps SCRIPT [extra pgbench args]: one run, prints tps
+# pgbench_tps SCRIPT [extra pgbench args]: one run, prints tps.  A script
+# named X_spi.sql is X.sql run with storage.direct_writes = off.
 pgbench_tps() {
-	local script=$1
+	local script=$1 options=""
 	shift
-	as_user pgbench -n -M prepared -c "$CLIENTS" -j 2 -T "$RUN_SECONDS" \
+	case $script in
+	*_spi.sql) script=${script%_spi.sql}.sql options="-c storage.direct_writes=off" ;;
+	esac
+	as_user env PGOPTIONS="$options" pgbench -n -M prepared -c "$CLIENTS" -j 2 -T "$RUN_SECONDS" \
 		-D records="$RECORDS" -D clients="$CLIENTS" -D payload="$PAYLOAD" "$@" \
 		-f "$WORK/src/bench/pgbench/$script" bench 2>&1 |
 		awk '/^tps = / {print $3; found=1} END {if (!found) print "0"}'
@@ -99,9 +103,9 @@ section_fetch() {
 section_save() {
 	log "save"
 	compare "Unversioned save (expect_version -1), synchronous_commit off" "tx/s" 1 \
-		save_any_raw.sql save_any_storage.sql save_any_plpgsql.sql
+		save_any_raw.sql save_any_storage.sql save_any_plpgsql.sql save_any_storage_spi.sql
 	compare "Create (expect_version 0), synchronous_commit off" "tx/s" 1 \
-		save_create_raw.sql save_create_storage.sql save_create_plpgsql.sql
+		save_create_raw.sql save_create_storage.sql save_create_plpgsql.sql save_create_storage_spi.sql
 	compare "Versioned save (read version, save with it), synchronous_commit off" "tx/s" 1 \
 		save_versioned_raw.sql save_versioned_storage.sql save_versioned_plpgsql.sql
 }
