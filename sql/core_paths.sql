@@ -1,9 +1,10 @@
 --
--- The two ways a save is written (see src/direct.c): the direct path
+-- The two ways a record is written (see src/direct.c): the direct path
 -- (default, READ COMMITTED) and the SPI statements (storage.direct_writes
--- = off, REPEATABLE READ, or a table with triggers).  The same scenario
--- runs in each mode; every outcome (result or error with its detail) and
--- the final table must be identical, and the direct mode's are printed.
+-- = off, REPEATABLE READ, or a table with triggers).  The same scenario of
+-- saves, deletes and touches runs in each mode; every outcome (result or
+-- error with its detail) and the final table must be identical, and the
+-- direct mode's are printed.
 --
 SET timezone = 'UTC';
 SET storage.test_now = '2030-01-01 12:00:00+00';
@@ -53,7 +54,22 @@ DECLARE
     $$SELECT storage_save('', 'x')$$,
     $$SELECT storage_save(repeat('x', 256), 'x')$$,
     $$SELECT storage_save('a', 'x', NULL)$$,
-    $$SELECT id, version, expires_at, format, data,
+    $$SELECT storage_delete('a'), storage_delete('a'), storage_delete('m1')$$,
+    $$SELECT count(*) FROM storage_records WHERE id IN ('a', 'm1')$$,
+    $$SELECT storage_touch('m2', '2031-01-01', -1), storage_touch('m2', NULL, 2),
+             storage_touch('m2', NULL, 5), storage_touch('nope', NULL, -1)$$,
+    $$SELECT storage_save('ex', 'x', -1, '2030-01-01 11:00+00'), storage_touch('ex', NULL, -1)$$,
+    $$SELECT storage_touch('slot', '2030-01-01 12:00:40+00', 2), storage_touch('slot', '2030-01-01 12:05:00+00', -1)$$,
+    $$WITH u AS (UPDATE storage_records SET data = 'z' WHERE id = 'i' RETURNING id)
+      SELECT storage_delete(u.id) FROM u$$,
+    $$SELECT storage_delete_many('{b,nope,b,ex,slot}'), storage_delete_many('{}')$$,
+    $$SELECT storage_save('big', convert_to(string_agg(md5(g::text), ''), 'UTF8'), -1, NULL, 'f')
+        FROM generate_series(1, 5000) AS g$$,
+    $$SELECT storage_touch('big', '2031-01-01', 1), storage_touch('big', NULL, 1)$$,
+    $$SELECT storage_delete(NULL)$$,
+    $$SELECT storage_touch('m2', NULL, NULL)$$,
+    $$SELECT storage_delete_many('{a,NULL}')$$,
+    $$SELECT id, version, expires_at, format, length(data), md5(data),
              purge_after IS NOT DISTINCT FROM storage_expiry_slot(expires_at) AS slot_ok
         FROM storage_records ORDER BY id$$
   ];
@@ -88,8 +104,8 @@ RESET storage.direct_writes;
 
 -- SPI statements, because the table has a trigger
 CREATE FUNCTION path_noop() RETURNS trigger LANGUAGE plpgsql AS
-$$BEGIN RETURN NEW; END$$;
-CREATE TRIGGER path_noop BEFORE INSERT OR UPDATE ON storage_records
+$$BEGIN RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END; END$$;
+CREATE TRIGGER path_noop BEFORE INSERT OR UPDATE OR DELETE ON storage_records
   FOR EACH ROW EXECUTE FUNCTION path_noop();
 SELECT run_paths('trigger');
 DROP TRIGGER path_noop ON storage_records;

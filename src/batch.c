@@ -175,6 +175,12 @@ compare_ids(const text *a, const text *b)
 }
 
 static int
+compare_id_ptrs(const void *a, const void *b)
+{
+	return compare_ids(*(text *const *) a, *(text *const *) b);
+}
+
+static int
 compare_items(const void *a, const void *b)
 {
 	return compare_ids(((const ManyItem *) a)->id, ((const ManyItem *) b)->id);
@@ -386,7 +392,7 @@ save_many_direct(ManyItem *items, int n, TimestampTz now)
 
 	for (i = 0; i < n; i++)
 		inserts |= items[i].expect <= 0;
-	w = storage_writer_begin(inserts);
+	w = storage_writer_begin(ACL_SELECT | ACL_UPDATE | (inserts ? ACL_INSERT : 0));
 	if (w == NULL)
 		return false;
 
@@ -454,11 +460,27 @@ storage_delete_many(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int64		count;
 
-	checked_ids(&ids);
+	text	  **idtexts = checked_ids(&ids);
+	TimestampTz now = storage_now();
+	StorageWriter *w;
+
 	if (ids.n == 0)
 		PG_RETURN_INT64(0);
+	w = storage_writer_begin(ACL_SELECT | ACL_DELETE);
+	if (w != NULL)
+	{
+		int			i;
+
+		/* in id order, as the statement's index scan would lock them */
+		qsort(idtexts, ids.n, sizeof(text *), compare_id_ptrs);
+		count = 0;
+		for (i = 0; i < ids.n; i++)
+			count += storage_writer_delete(w, idtexts[i], now) ? 1 : 0;
+		storage_writer_end(w);
+		PG_RETURN_INT64(count);
+	}
 	values[0] = PG_GETARG_DATUM(0);
-	values[1] = TimestampTzGetDatum(storage_now());
+	values[1] = TimestampTzGetDatum(now);
 
 	SPI_connect();
 	if (SPI_execute_plan(storage_plan(PLAN_MANY_DELETE, many_delete_sql, 2, argtypes),

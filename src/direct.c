@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * direct.c
- *	  The direct write path of storage_save() and storage_save_many(): one
- *	  record is looked up in the primary key, checked and then updated or
- *	  inserted through the table access method and the executor's index
+ *	  The direct write path of the record functions (storage_save,
+ *	  storage_delete, storage_touch and their batch forms): one record is
+ *	  looked up in the primary key, checked and then updated, inserted or
+ *	  deleted through the table access method and the executor's index
  *	  routines, without planning or running an SQL statement.
  *
  * Profiling showed a save spending most of its user time in SPI and in
@@ -21,8 +22,8 @@
  *	  again.  The checks (liveness, expected version) are thus made on the
  *	  newest committed version, as UPDATE's re-check of a concurrently
  *	  updated row does.
- *	- The update is table_tuple_update() of exactly the version we checked;
- *	  if someone replaced or deleted it in between, we start over.
+ *	- The update (or delete) is of exactly the version we checked; if
+ *	  someone replaced or deleted it in between, we start over.
  *	- An insert is speculative: if another session inserted the same id in
  *	  between, our tuple is killed and we start over, finding theirs.
  *
@@ -49,6 +50,7 @@
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -83,6 +85,8 @@ static const struct
 
 static int64 save_one(StorageWriter *w, const StorageSaveArgs *a,
 					  TimestampTz now, bool *live, int64 *actual);
+static bool touch_one(StorageWriter *w, text *id, bool expires_null,
+					  Datum expires, int64 expect, TimestampTz now);
 
 struct StorageWriter
 {
@@ -123,14 +127,13 @@ table_is_plain(Relation rel)
 
 /*
  * Opens the records table for direct writes, or returns NULL when the
- * caller must use its SPI statement instead (see the file header).
- * "inserts" says whether the caller may insert, which needs INSERT
- * privilege besides SELECT and UPDATE.
+ * caller must use its SPI statement instead (see the file header).  "need"
+ * is the table privileges that statement needs (ACL_SELECT and the
+ * commands it runs).
  */
 StorageWriter *
-storage_writer_begin(bool inserts)
+storage_writer_begin(AclMode need)
 {
-	AclMode		need = ACL_SELECT | ACL_UPDATE | (inserts ? ACL_INSERT : 0);
 	StorageWriter *w;
 	Oid			relid;
 	Relation	rel;
@@ -256,6 +259,22 @@ check_constraints(StorageWriter *w)
 		ExecConstraints(writer_rri(w), w->newrow, w->estate);
 }
 
+static bool
+found_is_live(StorageWriter *w, TimestampTz now)
+{
+	bool		isnull;
+	Datum		expires = slot_getattr(w->found, COL_EXPIRES_AT + 1, &isnull);
+
+	return isnull || DatumGetTimestampTz(expires) > now;
+}
+
+/* heapam does not use it, but the table AM interface takes one */
+static Snapshot
+current_snapshot(void)
+{
+	return ActiveSnapshotSet() ? GetActiveSnapshot() : InvalidSnapshot;
+}
+
 /* Fills w->newrow with the record to write. */
 static void
 build_row(StorageWriter *w, const StorageSaveArgs *a, int64 version)
@@ -305,7 +324,7 @@ update_found(StorageWriter *w, const StorageSaveArgs *a, int64 version)
 	build_row(w, a, version);
 	res = table_tuple_update(w->rel, &tid, w->newrow,
 							 GetCurrentCommandId(true),
-							 GetActiveSnapshot(), InvalidSnapshot,
+							 current_snapshot(), InvalidSnapshot,
 							 true, &tmfd, &lockmode, &update_indexes);
 	switch (res)
 	{
@@ -398,9 +417,8 @@ save_one(StorageWriter *w, const StorageSaveArgs *a, TimestampTz now,
 		if (find_newest(w, a->id))
 		{
 			bool		isnull;
-			Datum		expires = slot_getattr(w->found, COL_EXPIRES_AT + 1, &isnull);
 
-			*live = isnull || DatumGetTimestampTz(expires) > now;
+			*live = found_is_live(w, now);
 			*actual = DatumGetInt64(slot_getattr(w->found, COL_VERSION + 1, &isnull));
 			if (*live)
 			{
@@ -428,5 +446,99 @@ save_one(StorageWriter *w, const StorageSaveArgs *a, TimestampTz now,
 		/* the next save in this statement must see this one */
 		CommandCounterIncrement();
 		return version;
+	}
+}
+
+/*
+ * Deletes a record by the rules of storage_delete(): true if a live record
+ * was deleted (an expired one is deleted too, but reports false).
+ */
+bool
+storage_writer_delete(StorageWriter *w, text *id, TimestampTz now)
+{
+	for (;;)
+	{
+		ItemPointerData tid;
+		TM_FailureData tmfd;
+		TM_Result	res;
+		bool		live;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!find_newest(w, id))
+			return false;
+		live = found_is_live(w, now);
+		tid = w->found->tts_tid;
+		ExecClearTuple(w->found);
+		res = table_tuple_delete(w->rel, &tid, GetCurrentCommandId(true),
+								 current_snapshot(), InvalidSnapshot, true,
+								 &tmfd, false);
+		if (res == TM_Updated || res == TM_Deleted)
+			continue;
+		if (res != TM_Ok)
+			elog(ERROR, "unexpected table_tuple_delete status: %u", res);
+		CommandCounterIncrement();
+		return live;
+	}
+}
+
+/*
+ * Moves a live record's expiry by the rules of storage_touch(); expect < 1
+ * means any version.  True if touched.
+ */
+bool
+storage_writer_touch(StorageWriter *w, text *id, bool expires_null,
+					 Datum expires, int64 expect, TimestampTz now)
+{
+	MemoryContext oldcxt;
+	bool		touched;
+
+	ResetPerTupleExprContext(w->estate);
+	oldcxt = MemoryContextSwitchTo(GetPerTupleMemoryContext(w->estate));
+	touched = touch_one(w, id, expires_null, expires, expect, now);
+	MemoryContextSwitchTo(oldcxt);
+	return touched;
+}
+
+static bool
+touch_one(StorageWriter *w, text *id, bool expires_null, Datum expires,
+		  int64 expect, TimestampTz now)
+{
+	for (;;)
+	{
+		StorageSaveArgs a;
+		bool		isnull;
+		int64		version;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!find_newest(w, id))
+			return false;
+		version = DatumGetInt64(slot_getattr(w->found, COL_VERSION + 1, &isnull));
+		if (!found_is_live(w, now) || (expect >= 1 && version != expect))
+		{
+			ExecClearTuple(w->found);
+			return false;
+		}
+
+		/*
+		 * The new version keeps everything but expires_at; the values are
+		 * copied (an unchanged TOAST pointer stays one) because the old
+		 * version's buffer is let go before the update.
+		 */
+		slot_getallattrs(w->found);
+		a.id = id;
+		a.expect = version;
+		a.data_null = w->found->tts_isnull[COL_DATA];
+		a.data = a.data_null ? (Datum) 0 :
+			datumCopy(w->found->tts_values[COL_DATA], false, -1);
+		a.format_null = w->found->tts_isnull[COL_FORMAT];
+		a.format = a.format_null ? (Datum) 0 :
+			datumCopy(w->found->tts_values[COL_FORMAT], false, -1);
+		a.expires = expires;
+		a.expires_null = expires_null;
+		if (update_found(w, &a, version))
+		{
+			CommandCounterIncrement();
+			return true;
+		}
 	}
 }

@@ -144,7 +144,8 @@ static bool
 save_direct(FunctionCallInfo fcinfo, text *id, int64 expect, TimestampTz now,
 			int64 *result)
 {
-	StorageWriter *w = storage_writer_begin(expect <= 0);
+	StorageWriter *w = storage_writer_begin(ACL_SELECT | ACL_UPDATE |
+											(expect <= 0 ? ACL_INSERT : 0));
 	StorageSaveArgs a;
 	bool		live;
 	int64		actual;
@@ -240,9 +241,19 @@ storage_delete(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	SPIPlanPtr	plan;
 	bool		live = false;
+	text	   *id = storage_id_arg(fcinfo, 0);
+	TimestampTz now = storage_now();
+	StorageWriter *w = storage_writer_begin(ACL_SELECT | ACL_DELETE);
 
-	values[0] = PointerGetDatum(storage_id_arg(fcinfo, 0));
-	values[1] = TimestampTzGetDatum(storage_now());
+	if (w != NULL)
+	{
+		live = storage_writer_delete(w, id, now);
+		storage_writer_end(w);
+		PG_RETURN_BOOL(live);
+	}
+
+	values[0] = PointerGetDatum(id);
+	values[1] = TimestampTzGetDatum(now);
 
 	SPI_connect();
 	plan = storage_plan(PLAN_DELETE, delete_sql, 2, argtypes);
@@ -280,12 +291,26 @@ storage_touch(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	bool		touched;
+	text	   *id = storage_id_arg(fcinfo, 0);
+	TimestampTz now;
+	StorageWriter *w;
 
-	values[0] = PointerGetDatum(storage_id_arg(fcinfo, 0));
+	storage_require_arg(fcinfo, 2, "expect_version");
+	now = storage_now();
+	w = storage_writer_begin(ACL_SELECT | ACL_UPDATE);
+	if (w != NULL)
+	{
+		touched = storage_writer_touch(w, id, PG_ARGISNULL(1),
+									   PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1),
+									   PG_GETARG_INT64(2), now);
+		storage_writer_end(w);
+		PG_RETURN_BOOL(touched);
+	}
+
+	values[0] = PointerGetDatum(id);
 	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
 	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
-	storage_require_arg(fcinfo, 2, "expect_version");
-	values[2] = TimestampTzGetDatum(storage_now());
+	values[2] = TimestampTzGetDatum(now);
 	values[3] = PG_GETARG_DATUM(2);
 
 	SPI_connect();

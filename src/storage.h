@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "nodes/parsenodes.h"
 #include "storage/condition_variable.h"
 #include "fmgr.h"
 #include "utils/timestamp.h"
@@ -104,9 +105,12 @@ typedef struct StorageSaveArgs
 	bool		format_null;
 } StorageSaveArgs;
 
-extern StorageWriter *storage_writer_begin(bool inserts);
+extern StorageWriter *storage_writer_begin(AclMode need);
 extern int64 storage_writer_save(StorageWriter *w, const StorageSaveArgs *a,
 								 TimestampTz now, bool *live, int64 *actual);
+extern bool storage_writer_delete(StorageWriter *w, text *id, TimestampTz now);
+extern bool storage_writer_touch(StorageWriter *w, text *id, bool expires_null,
+								 Datum expires, int64 expect, TimestampTz now);
 extern void storage_writer_end(StorageWriter *w);
 
 /* purge.c: shared by storage_purge_expired() and the background worker */
