@@ -38,9 +38,24 @@ RESET ROLE;
 GRANT EXECUTE ON FUNCTION storage_save(text, bytea, bigint, timestamptz, text),
                           storage_fetch(text), storage_delete(text)
    TO storage_app;
+-- EXECUTE alone is not enough: the functions use the caller's table privileges
+SET ROLE storage_app;
+SELECT storage_save('priv', 'x');          -- denied
+SELECT storage_delete('priv');             -- denied
+RESET ROLE;
+-- column-level grants work too (such calls take the SPI path, see direct.c)
+GRANT SELECT ON storage_records TO storage_app;
+GRANT INSERT (id, version, expires_at, format, data),
+      UPDATE (version, expires_at, format, data) ON storage_records TO storage_app;
+SET ROLE storage_app;
+SELECT storage_save('priv', 'x'), storage_save('priv', 'y', 1);
+SELECT storage_delete('priv');             -- denied: no DELETE
+RESET ROLE;
+REVOKE ALL ON storage_records FROM storage_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON storage_records TO storage_app;
 SET ROLE storage_app;
 SELECT storage_save('priv', 'x');
+SELECT storage_save('priv', 'x', 3);
 SELECT id, version FROM storage_fetch('priv');
 SELECT storage_delete('priv');
 SELECT storage_purge_expired();            -- not granted
