@@ -14,6 +14,7 @@ OBJS = \
 	src/batch.o \
 	src/status.o \
 	src/worker.o \
+	src/yield.o \
 	src/buckets.o \
 	src/locks.o
 

@@ -145,6 +145,10 @@ extern ConditionVariable *storage_lock_cv(uint32 hash);
 extern bool storage_autopurge;
 extern int	storage_purge_interval;
 extern int	storage_purge_batch_delay;
+extern int	storage_purge_busy_rate;
+
+/* yield.c: whether client sessions are busy, for the purge worker */
+extern bool storage_foreground_busy(void);
 extern void storage_worker_init(void);
 
 #endif							/* STORAGE_H */

@@ -56,9 +56,17 @@
 /* how long one worker may purge before it exits and lets others run */
 #define PURGE_RUN_BUDGET_MS 1000
 
+/*
+ * While the application is busy (yield.c) the worker purges in batches of
+ * at most this many rows (about 2 ms of work) at the pace of
+ * storage.purge_busy_rate, pausing between them.
+ */
+#define YIELD_BATCH_ROWS 1000
+
 bool		storage_autopurge = true;
 int			storage_purge_interval = 10000;
 int			storage_purge_batch_delay = 0;
+int			storage_purge_busy_rate = 60000;
 
 PGDLLEXPORT void storage_launcher_main(Datum main_arg);
 PGDLLEXPORT void storage_purge_worker_main(Datum main_arg);
@@ -82,6 +90,12 @@ define_worker_gucs(void)
 							"Non-zero values trade purge speed for less load on a busy server.",
 							&storage_purge_batch_delay, 0, 0, 10000,
 							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("storage.purge_busy_rate",
+							"Pace of the purge worker, in rows per second, while client sessions are running queries.",
+							"The worker then purges in small batches with pauses; alone it runs at full speed. 0 never slows it down.",
+							&storage_purge_busy_rate, 60000, 0, 100000000,
+							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 }
 
@@ -264,7 +278,7 @@ extension_installed(void)
 
 /* One batch in its own transaction; returns the rows deleted. */
 static uint64
-purge_one_batch(void)
+purge_one_batch(int batch_size)
 {
 	uint64		n;
 
@@ -274,7 +288,7 @@ purge_one_batch(void)
 	pgstat_report_activity(STATE_RUNNING, "storage: purging expired records");
 	/* DROP EXTENSION may have run since the last batch: stop quietly */
 	if (OidIsValid(storage_records_relid(true)))
-		n = storage_purge_batch(storage_now(), storage_purge_batch_size);
+		n = storage_purge_batch(storage_now(), batch_size);
 	else
 		n = 0;
 	PopActiveSnapshot();
@@ -298,24 +312,38 @@ purge_database(StorageDbStatus *st)
 
 	for (;;)
 	{
+		bool		yield = storage_purge_busy_rate > 0 && storage_foreground_busy();
+		int			batch = yield ? Min(storage_purge_batch_size, YIELD_BATCH_ROWS) :
+		storage_purge_batch_size;
+		TimestampTz t0 = GetCurrentTimestamp();
+		TimestampTz t1;
+		long		pause = storage_purge_batch_delay;
 		uint64		n;
 
 		CHECK_FOR_INTERRUPTS();
-		n = purge_one_batch();
+		n = purge_one_batch(batch);
+		t1 = GetCurrentTimestamp();
 		st->rows_last += n;
 		st->rows_total += n;
 		storage_status_put(st);
-		if (n < (uint64) storage_purge_batch_size)
+		if (n < (uint64) batch)
 			break;
-		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), PURGE_RUN_BUDGET_MS))
+		if (TimestampDifferenceExceeds(start, t1, PURGE_RUN_BUDGET_MS))
 		{
 			st->more_work = true;
 			break;
 		}
-		if (storage_purge_batch_delay > 0)
+		if (yield)
+		{
+			/* the batch's share of a second at the busy rate, minus its own time */
+			int64		period = (int64) batch * USECS_PER_SEC / storage_purge_busy_rate;
+
+			pause = Max(pause, (long) ((period - (t1 - t0)) / 1000));
+		}
+		if (pause > 0)
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 storage_purge_batch_delay, PG_WAIT_EXTENSION);
+							 pause, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 		}
 	}
@@ -337,6 +365,12 @@ storage_purge_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("storage expiry worker");
+
+	/*
+	 * A purge lost in a crash is simply done again (the rows are still
+	 * expired), so its commits need not wait for the WAL flush.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	if (!extension_installed())
 	{

@@ -184,5 +184,27 @@ ok($node->poll_query_until('db1',
 	'SELECT count(*) = 0 FROM storage_records WHERE expires_at <= now()'),
 	'purging goes on after the restart');
 
+# a busy application slows the worker down (storage.purge_busy_rate) but
+# never stops it: a session runs a query throughout while records expire
+my ($ret, $out, $err) = $node->psql('postgres', 'ALTER SYSTEM SET storage.purge_busy_rate = -1');
+like($err, qr/-1 is outside the valid range/, 'a negative storage.purge_busy_rate is refused');
+$node->append_conf('postgresql.conf', "storage.purge_busy_rate = 5000");
+$node->reload;
+my $busy = $node->background_psql('postgres');
+$busy->query_until(qr/busy/, q{\echo busy
+SELECT pg_sleep(120);
+});
+fill('db1', 'busy', 12000, 0);
+ok($node->poll_query_until('db1',
+	'SELECT count(*) = 0 FROM storage_records WHERE expires_at <= now()'),
+	'expired records are purged while another session is running a query');
+is($node->safe_psql('postgres',
+	q{SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(120);' AND state = 'active'}),
+	'1', 'the other session was running a query all along');
+$node->safe_psql('postgres',
+	q{SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(120);'});
+# the cancelled psql stops on the error by itself (ON_ERROR_STOP)
+eval { $busy->quit; };
+
 $node->stop;
 done_testing();
