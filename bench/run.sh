@@ -220,38 +220,74 @@ section_expiry() {
 	else
 		echo "| background worker | not built in this version |"
 	fi
-	latency_run idle 8
-	lat_idle=$(latency_stats idle)
+	if sql -c "SHOW storage.purge_interval" >/dev/null 2>&1; then
+		expiry_interleaved
+	else
+		echo "| fetch latency while purging | needs the background worker |"
+	fi
+	sql -c "DELETE FROM storage_records WHERE id LIKE 'exp:%'" -c "VACUUM storage_records" >/dev/null
+}
+
+# Fetch latency with the worker purging vs not, in the same pgbench run:
+# the worker is switched on and off every 4 s while 4 clients fetch, its
+# state is sampled from shared memory every 50 ms, and every transaction is
+# classified by the state at its end.  Interleaving makes the two sides
+# share the machine's noise, which between separate windows moved the idle
+# p99 by a factor of two.
+expiry_interleaved() {
+	local dir="$WORK/lat_mix" n left k t0 t1 stats
 	load_expired "$RECORDS"
 	n=$(expired_left)
-	latency_run busy 30 &
-	sleep 2
+	sql -c "ALTER SYSTEM SET storage.autopurge = off" -c "ALTER SYSTEM SET storage.purge_interval = '100ms'" \
+		-c "SELECT pg_reload_conf()" >/dev/null
+	as_user mkdir -p "$dir"
+	(cd "$dir" && as_user pgbench -n -M prepared -c 4 -j 2 -T 50 -l \
+		-D records="$RECORDS" -f "$WORK/src/bench/pgbench/fetch_storage.sql" bench >/dev/null 2>&1) &
+	# one session samples the worker's state (shared memory, no table access;
+	# its own storage.autopurge does not follow the reloads during the loop,
+	# so the state is read from the purge's start and end times).  It commits
+	# every sample: a transaction open for the whole run would hold back the
+	# xmin horizon, and the purge would then step over the index entries of
+	# every row it already deleted, again in every batch.
+	as_user psql -X -q -d bench -c "DO \$\$ BEGIN FOR i IN 1 .. 960 LOOP
+		RAISE NOTICE 'tl % %', extract(epoch FROM clock_timestamp()),
+			(SELECT CASE WHEN last_purge_start > coalesce(last_purge_end, '-infinity') THEN 'purging' ELSE 'no' END
+			   FROM storage_worker_status());
+		COMMIT; PERFORM pg_sleep(0.05); COMMIT; END LOOP; END \$\$" 2>&1 |
+		awk '$2 == "tl" {print $3, $4}' >"$dir/timeline" &
+	sleep 1
 	t0=$(date +%s.%N)
-	if sql -c "SHOW storage.purge_interval" >/dev/null 2>&1; then
-		target=$(($(worker_purged) + n))
+	for k in 1 2 3 4 5 6; do
 		sql -c "ALTER SYSTEM SET storage.autopurge = on" -c "SELECT pg_reload_conf()" >/dev/null
-		wait_worker "$target"
+		sleep 4
 		sql -c "ALTER SYSTEM SET storage.autopurge = off" -c "SELECT pg_reload_conf()" >/dev/null
-		purger="the worker"
-	else
-		purge_loop 10000 >/dev/null
-		purger="a storage_purge_expired(10000) loop"
-	fi
+		sleep 4
+	done
 	t1=$(date +%s.%N)
 	wait
-	lat_busy=$(latency_stats busy "$t0" "$t1")
-	rate=$(echo "($n - $(expired_left)) / ($t1 - $t0)" | bc -l)
-	# again after the purge, for the spread between windows; note that
-	# autovacuum usually works on the table then, after a million deletes
-	latency_run idle2 8
-	lat_idle2=$(latency_stats idle2)
-	p99_idle=$(echo "$lat_idle" | cut -d' ' -f2)
-	printf '| fetch p50 / p99, 4 clients, before the purge | %s / %s ms |\n' $(echo "$lat_idle" | cut -d' ' -f1,2)
-	printf '| fetch p50 / p99, 4 clients, while %s purges | %s / %s ms |\n' "$purger" $(echo "$lat_busy" | cut -d' ' -f1,2)
-	printf '| fetch p50 / p99, 4 clients, after the purge (autovacuum may run) | %s / %s ms |\n' $(echo "$lat_idle2" | cut -d' ' -f1,2)
-	printf '| fetch p99 while purging / before | %.2f |\n' "$(echo "$(echo "$lat_busy" | cut -d' ' -f2) / $p99_idle" | bc -l)"
-	printf '| rows purged per second under that fetch load | %.0f |\n' "$rate"
-	sql -c "DELETE FROM storage_records WHERE id LIKE 'exp:%'" -c "VACUUM storage_records" >/dev/null
+	left=$(expired_left)
+	# timeline lines "epoch state"; pgbench log: $3 latency (us), $5.$6 end time
+	stats=$(cat "$dir"/pgbench_log.* |
+		awk -v from="$t0" -v to="$t1" '{ t = $5 + $6 / 1e6; if (t >= from && t <= to) printf "%.6f %s\n", t, $3 }' |
+		sort -n -k1,1 |
+		awk -v tl="$dir/timeline" '
+		BEGIN { while ((getline line < tl) > 0) { split(line, f, " "); nt++; ts[nt] = f[1]; st[nt] = (f[2] == "purging") } i = 1 }
+		{ while (i < nt && ts[i + 1] <= $1) i++; if (ts[i] <= $1) { if (st[i]) print "busy", $2; else print "idle", $2 } }' |
+		sort -k1,1 -k2,2n |
+		awk '{ v[$1, ++c[$1]] = $2 }
+		END { for (k in c) printf "%s %.3f %.3f %d\n", k, v[k, int(c[k] * 0.5) + 1] / 1000, v[k, int(c[k] * 0.99) + 1] / 1000, c[k] }')
+	local busy idle purging_s
+	busy=$(echo "$stats" | awk '$1 == "busy" {print $2, $3, $4}')
+	idle=$(echo "$stats" | awk '$1 == "idle" {print $2, $3, $4}')
+	purging_s=$(awk '$2 == "purging"' "$dir/timeline" | wc -l | awk '{print $1 * 0.05}')
+	printf '| fetch p50 / p99, 4 clients, worker not purging (same run, interleaved 4 s windows; %s transactions) | %s / %s ms |\n' \
+		"$(echo "$idle" | cut -d' ' -f3)" $(echo "$idle" | cut -d' ' -f1,2)
+	printf '| fetch p50 / p99, 4 clients, worker purging (%s transactions) | %s / %s ms |\n' \
+		"$(echo "$busy" | cut -d' ' -f3)" $(echo "$busy" | cut -d' ' -f1,2)
+	printf '| fetch p99 purging / not purging | %.2f |\n' \
+		"$(echo "$(echo "$busy" | cut -d' ' -f2) / $(echo "$idle" | cut -d' ' -f2)" | bc -l)"
+	printf '| rows purged per second while purging under that load | %.0f (%d rows in %.1f s) |\n' \
+		"$(echo "($n - $left) / $purging_s" | bc -l)" $((n - left)) "$purging_s"
 }
 
 # churn_stats: "total_bytes table_bytes index_bytes dead_tuples updates hot_updates"
