@@ -105,7 +105,7 @@ section_save() {
 	compare "Unversioned save (expect_version -1), synchronous_commit off" "tx/s" 1 \
 		save_any_raw.sql save_any_storage.sql save_any_plpgsql.sql save_any_storage_spi.sql
 	compare "Create (expect_version 0), synchronous_commit off" "tx/s" 1 \
-		save_create_raw.sql save_create_storage.sql save_create_plpgsql.sql save_create_storage_spi.sql
+		save_create_raw.sql save_create_storage.sql save_create_plpgsql.sql
 	compare "Versioned save (read version, save with it), synchronous_commit off" "tx/s" 1 \
 		save_versioned_raw.sql save_versioned_storage.sql save_versioned_plpgsql.sql
 }
@@ -114,7 +114,7 @@ section_sync() {
 	log "save with synchronous_commit on"
 	sql -c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_reload_conf()" >/dev/null
 	compare "Unversioned save, synchronous_commit on" "tx/s" 1 \
-		save_any_raw.sql save_any_storage.sql save_any_plpgsql.sql
+		save_any_raw.sql save_any_storage.sql
 	sql -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf()" >/dev/null
 }
 
@@ -241,7 +241,7 @@ expiry_interleaved() {
 	sql -c "ALTER SYSTEM SET storage.autopurge = off" -c "ALTER SYSTEM SET storage.purge_interval = '100ms'" \
 		-c "SELECT pg_reload_conf()" >/dev/null
 	as_user mkdir -p "$dir"
-	(cd "$dir" && as_user pgbench -n -M prepared -c 4 -j 2 -T 50 -l \
+	(cd "$dir" && as_user pgbench -n -M prepared -c 4 -j 2 -T 34 -l \
 		-D records="$RECORDS" -f "$WORK/src/bench/pgbench/fetch_storage.sql" bench >/dev/null 2>&1) &
 	# one session samples the worker's state (shared memory, no table access;
 	# its own storage.autopurge does not follow the reloads during the loop,
@@ -249,7 +249,7 @@ expiry_interleaved() {
 	# every sample: a transaction open for the whole run would hold back the
 	# xmin horizon, and the purge would then step over the index entries of
 	# every row it already deleted, again in every batch.
-	as_user psql -X -q -d bench -c "DO \$\$ BEGIN FOR i IN 1 .. 960 LOOP
+	as_user psql -X -q -d bench -c "DO \$\$ BEGIN FOR i IN 1 .. 640 LOOP
 		RAISE NOTICE 'tl % %', extract(epoch FROM clock_timestamp()),
 			(SELECT CASE WHEN last_purge_start > coalesce(last_purge_end, '-infinity') THEN 'purging' ELSE 'no' END
 			   FROM storage_worker_status());
@@ -257,7 +257,7 @@ expiry_interleaved() {
 		awk '$2 == "tl" {print $3, $4}' >"$dir/timeline" &
 	sleep 1
 	t0=$(date +%s.%N)
-	for k in 1 2 3 4 5 6; do
+	for k in 1 2 3 4; do
 		sql -c "ALTER SYSTEM SET storage.autopurge = on" -c "SELECT pg_reload_conf()" >/dev/null
 		sleep 4
 		sql -c "ALTER SYSTEM SET storage.autopurge = off" -c "SELECT pg_reload_conf()" >/dev/null
@@ -377,7 +377,7 @@ SQL
 	memory_purge
 }
 
-# The purge code in one session (100 calls, each deleting 1,000 fresh
+# The purge code in one session (100 calls, each deleting 200 fresh
 # expired rows) and the long-lived launcher across 100 rounds, each of which
 # starts a worker that purges.
 memory_purge() {
@@ -385,10 +385,10 @@ memory_purge() {
 	out=$(as_user psql -X -q -At -d bench <<'SQL'
 SELECT pg_backend_pid() AS pid \gset
 \setenv PID :pid
-SELECT count(storage_save('memp:' || i, '\x00', -1, now() - interval '1 s')) FROM generate_series(1, 100000) AS i;
-SELECT sum(storage_purge_expired(1000)) FROM generate_series(1, 10);
+SELECT count(storage_save('memp:' || i, '\x00', -1, now() - interval '1 s')) FROM generate_series(1, 20000) AS i;
+SELECT sum(storage_purge_expired(200)) FROM generate_series(1, 10);
 \! echo "at_10 $(awk '/RssAnon/ {print $2}' /proc/$PID/status)"
-SELECT sum(storage_purge_expired(1000)) FROM generate_series(1, 90);
+SELECT sum(storage_purge_expired(200)) FROM generate_series(1, 90);
 \! echo "at_100 $(awk '/RssAnon/ {print $2}' /proc/$PID/status)"
 SQL
 )
@@ -397,14 +397,14 @@ SQL
 	echo
 	echo "| process | after 10 | after 100 |"
 	echo "|---|---:|---:|"
-	echo "$out" | awk '/^at_10 / {a=$2} /^at_100 / {b=$2} END {printf "| one session, storage_purge_expired(1000) calls | %s kB | %s kB |\n", a, b}'
+	echo "$out" | awk '/^at_10 / {a=$2} /^at_100 / {b=$2} END {printf "| one session, storage_purge_expired(200) calls | %s kB | %s kB |\n", a, b}'
 	if sql -c "SHOW storage.purge_interval" >/dev/null 2>&1; then
 		pid=$(sql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'storage expiry launcher'")
-		sql -c "ALTER SYSTEM SET storage.autopurge = on" -c "ALTER SYSTEM SET storage.purge_interval = '100ms'" \
+		sql -c "ALTER SYSTEM SET storage.autopurge = on" -c "ALTER SYSTEM SET storage.purge_interval = '50ms'" \
 			-c "SELECT pg_reload_conf()" >/dev/null
 		for round in $(seq 1 100); do
 			sql -c "SELECT count(storage_save('meml:' || i, '\\x00', -1, now() - interval '1 s')) FROM generate_series(1, 100) AS i" >/dev/null
-			sleep 0.15
+			sleep 0.06
 			[ "$round" = 10 ] && at10=$(awk '/RssAnon/ {print $2}' /proc/$pid/status)
 		done
 		at100=$(awk '/RssAnon/ {print $2}' /proc/$pid/status)
