@@ -341,7 +341,7 @@ update_found(StorageWriter *w, const StorageSaveArgs *a, int64 version)
 			break;
 	}
 
-	/* not a HOT update: new index entries (the id's is a duplicate hint) */
+	/* not a HOT update: every index gets an entry for the new version */
 #if PG_VERSION_NUM >= 160000
 	if (update_indexes != TU_None)
 		list_free(ExecInsertIndexTuples(writer_rri(w), w->newrow, w->estate,
