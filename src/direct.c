@@ -383,6 +383,17 @@ insert_new(StorageWriter *w, const StorageSaveArgs *a)
 }
 
 /*
+ * A batch writes many records: each one's garbage goes into the per-record
+ * memory context, emptied here; returns the context to switch back to.
+ */
+static MemoryContext
+record_context(StorageWriter *w)
+{
+	ResetPerTupleExprContext(w->estate);
+	return MemoryContextSwitchTo(GetPerTupleMemoryContext(w->estate));
+}
+
+/*
  * Saves one record by the rules of storage_save().  Returns the new
  * version, or 0 when a check failed; then *live and *actual tell what the
  * newest version was (for the error message).
@@ -391,13 +402,9 @@ int64
 storage_writer_save(StorageWriter *w, const StorageSaveArgs *a,
 					TimestampTz now, bool *live, int64 *actual)
 {
-	MemoryContext oldcxt;
-	int64		version;
+	MemoryContext oldcxt = record_context(w);
+	int64		version = save_one(w, a, now, live, actual);
 
-	/* a batch saves many records: keep each one's garbage to itself */
-	ResetPerTupleExprContext(w->estate);
-	oldcxt = MemoryContextSwitchTo(GetPerTupleMemoryContext(w->estate));
-	version = save_one(w, a, now, live, actual);
 	MemoryContextSwitchTo(oldcxt);
 	return version;
 }
@@ -489,12 +496,9 @@ bool
 storage_writer_touch(StorageWriter *w, text *id, bool expires_null,
 					 Datum expires, int64 expect, TimestampTz now)
 {
-	MemoryContext oldcxt;
-	bool		touched;
+	MemoryContext oldcxt = record_context(w);
+	bool		touched = touch_one(w, id, expires_null, expires, expect, now);
 
-	ResetPerTupleExprContext(w->estate);
-	oldcxt = MemoryContextSwitchTo(GetPerTupleMemoryContext(w->estate));
-	touched = touch_one(w, id, expires_null, expires, expect, now);
 	MemoryContextSwitchTo(oldcxt);
 	return touched;
 }
