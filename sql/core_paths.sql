@@ -69,6 +69,26 @@ DECLARE
     $$SELECT storage_delete(NULL)$$,
     $$SELECT storage_touch('m2', NULL, NULL)$$,
     $$SELECT storage_delete_many('{a,NULL}')$$,
+    -- batches walk the primary key from one id to the next (src/direct.c):
+    -- neighbours, gaps wider than the walk steps over, ids past the end of
+    -- the index, ids with dead index entries, expired records
+    $$SELECT array_length(storage_save_many(
+               ARRAY(SELECT 'w:' || lpad(g::text, 3, '0') FROM generate_series(0, 399) AS g),
+               array_fill('\x01'::bytea, ARRAY[400]), array_fill(0::bigint, ARRAY[400])), 1)$$,
+    $$SELECT storage_delete('w:010'), storage_save('w:010', 'again', 0),
+             storage_delete('w:011'), storage_save('w:011', 'x', -1),
+             storage_save('w:300', 'old', -1, '2030-01-01 11:00+00')$$,
+    $$SELECT storage_save_many('{w:010,w:011,w:012,w:0125,w:200,w:201,w:399,w:4,zzzz,0,w:300}',
+                               array_fill('\x02'::bytea, ARRAY[11]))$$,
+    $$SELECT storage_save_many('{w:399,w:000,w:200,w:300}', '{a,b,c,d}', '{2,1,2,1}')$$,
+    $$SELECT storage_save_many('{w:001,w:201,w:398}', '{a,b,c}', '{1,1,7}')$$,
+    $$SELECT storage_save_many('{w:003,w:0025,w:397}', '{a,b,c}', '{1,1,1}')$$,
+    $$SELECT storage_delete_many(ARRAY(SELECT 'w:' || lpad(g::text, 3, '0')
+                                         FROM generate_series(0, 399, 7) AS g) || '{w:0125,nope,zzzz}')$$,
+    $$SELECT count(*), sum(version), md5(string_agg(id || version || data::text, ',' ORDER BY id))
+        FROM storage_records WHERE id LIKE 'w:%' OR id IN ('zzzz', '0')$$,
+    $$SELECT storage_delete_many(ARRAY(SELECT id FROM storage_records
+                                        WHERE id LIKE 'w:%' OR id IN ('zzzz', '0')))$$,
     $$SELECT id, version, expires_at, format, length(data), md5(data),
              purge_after IS NOT DISTINCT FROM storage_expiry_slot(expires_at) AS slot_ok
         FROM storage_records ORDER BY id$$

@@ -395,6 +395,7 @@ save_many_direct(ManyItem *items, int n, TimestampTz now)
 	w = storage_writer_begin(ACL_SELECT | ACL_UPDATE | (inserts ? ACL_INSERT : 0));
 	if (w == NULL)
 		return false;
+	storage_writer_walk(w);
 
 	for (i = 0; i < n; i++)
 	{
@@ -473,6 +474,7 @@ storage_delete_many(PG_FUNCTION_ARGS)
 
 		/* in id order, as the statement's index scan would lock them */
 		qsort(idtexts, ids.n, sizeof(text *), compare_id_ptrs);
+		storage_writer_walk(w);
 		count = 0;
 		for (i = 0; i < ids.n; i++)
 			count += storage_writer_delete(w, idtexts[i], now) ? 1 : 0;

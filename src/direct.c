@@ -40,6 +40,8 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/itup.h"
+#include "access/nbtree.h"
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -97,6 +99,14 @@ struct StorageWriter
 	List	   *arbiter;		/* the primary key, for speculative inserts */
 	TupleTableSlot *found;		/* the newest version of the record */
 	TupleTableSlot *newrow;		/* the version we write */
+
+	/* the forward walk of the primary key, see storage_writer_walk() */
+	bool		in_order;		/* look-ups come in ascending id order */
+	IndexScanDesc walk;			/* NULL until the first look-up */
+	SnapshotData walk_snapshot; /* its dirty snapshot */
+	bool		walk_pending;	/* walk->xs_itup is read, not yet looked at */
+	bool		walk_done;		/* no entries left after the last one read */
+	FmgrInfo	walk_cmp;		/* the primary key's order */
 };
 
 /*
@@ -167,9 +177,24 @@ storage_writer_begin(AclMode need)
 	return w;
 }
 
+/*
+ * Tells the writer that its look-ups will come in ascending id order (a
+ * sorted batch).  It then walks the primary key forward from one id to the
+ * next instead of descending from the root for each: ids saved together
+ * are often neighbours (one user's keys, a range), and the descent was a
+ * quarter of a batched save's time.
+ */
+void
+storage_writer_walk(StorageWriter *w)
+{
+	w->in_order = true;
+}
+
 void
 storage_writer_end(StorageWriter *w)
 {
+	if (w->walk)
+		index_endscan(w->walk);
 	ExecDropSingleTupleTableSlot(w->found);
 	ExecDropSingleTupleTableSlot(w->newrow);
 	if (w->rri)
@@ -237,6 +262,149 @@ find_newest(StorageWriter *w, text *id)
 			XactLockTableWait(xwait, w->rel, &tid, XLTW_Update);
 		CHECK_FOR_INTERRUPTS();
 	}
+}
+
+/*
+ * The forward walk: one index scan kept open across the look-ups of a
+ * sorted batch.  It returns index entries with their keys (xs_want_itup),
+ * so entries of ids in between are stepped over without visiting the
+ * heap; only entries of the id looked for are fetched, with the same dirty
+ * snapshot as find_newest().
+ *
+ * A btree scan reads a leaf page at a time into its own copy, so entries
+ * added after that (by us or anyone) are not seen by the walk.  That is
+ * safe here: a record someone else inserts meanwhile makes our speculative
+ * insert fail and the retry looks the id up afresh (find_newest), and a
+ * version replaced meanwhile makes the update fail the same way.  Every
+ * retry and every wait uses find_newest; the walk only serves first looks.
+ */
+typedef enum
+{
+	WALK_FOUND,					/* newest version in w->found */
+	WALK_ABSENT,				/* no version of the id */
+	WALK_BUSY					/* another transaction is changing it */
+} WalkResult;
+
+/* entries stepped over before a fresh descent is cheaper */
+#define WALK_MAX_STEPS	64
+
+/* Positions the walk before the first entry >= id, descending afresh. */
+static void
+walk_seek(StorageWriter *w, text *id)
+{
+	ScanKeyData key;
+
+	if (w->walk == NULL)
+	{
+		InitDirtySnapshot(w->walk_snapshot);
+		fmgr_info_copy(&w->walk_cmp, index_getprocinfo(w->pkey, 1, BTORDER_PROC),
+					   CurrentMemoryContext);
+		w->walk = index_beginscan(w->rel, w->pkey, &w->walk_snapshot, 1, 0);
+		w->walk->xs_want_itup = true;
+	}
+	/* the scan refers to the key until the next seek: keep a copy */
+	ScanKeyEntryInitialize(&key, 0, 1, BTGreaterEqualStrategyNumber, InvalidOid,
+						   w->pkey->rd_indcollation[0], F_TEXT_GE,
+						   datumCopy(PointerGetDatum(id), false, -1));
+	index_rescan(w->walk, &key, 1, NULL, 0);
+	w->walk_pending = false;
+	w->walk_done = false;
+}
+
+/* id compared with the key of the entry the walk read last */
+static int
+walk_compare(StorageWriter *w, text *id)
+{
+	bool		isnull;
+	Datum		key = index_getattr(w->walk->xs_itup, 1,
+									w->walk->xs_itupdesc, &isnull);
+
+	return DatumGetInt32(FunctionCall2Coll(&w->walk_cmp,
+										   w->pkey->rd_indcollation[0],
+										   PointerGetDatum(id), key));
+}
+
+static WalkResult
+walk_find(StorageWriter *w, text *id)
+{
+	int			steps = 0;
+
+	/*
+	 * Start afresh unless id lies ahead of the last entry read (or is that
+	 * entry's, not yet looked at).  After the end of the index xs_itup is
+	 * not to be trusted.
+	 */
+	if (w->walk == NULL || w->walk_done)
+		walk_seek(w, id);
+	else
+	{
+		int			c = walk_compare(w, id);
+
+		if (c < 0 || (c == 0 && !w->walk_pending))
+			walk_seek(w, id);
+	}
+
+	for (;;)
+	{
+		int			c;
+
+		if (!w->walk_pending)
+		{
+			if (w->walk_done ||
+				index_getnext_tid(w->walk, ForwardScanDirection) == NULL)
+			{
+				w->walk_done = true;
+				return WALK_ABSENT;
+			}
+		}
+		w->walk_pending = false;
+		c = walk_compare(w, id);
+		if (c > 0)
+		{
+			if (++steps > WALK_MAX_STEPS)
+			{
+				walk_seek(w, id);
+				steps = 0;
+			}
+			continue;
+		}
+		if (c < 0)
+		{
+			/* past id: the entry belongs to a later look-up */
+			w->walk_pending = true;
+			return WALK_ABSENT;
+		}
+		if (index_fetch_heap(w->walk, w->found))
+			return TransactionIdIsValid(w->walk_snapshot.xmin) ||
+				TransactionIdIsValid(w->walk_snapshot.xmax) ?
+				WALK_BUSY : WALK_FOUND;
+		/* a version dead to everyone: try the id's next entry */
+	}
+}
+
+/*
+ * Looks id up like find_newest; a writer told its look-ups come in order
+ * walks to it on the first try.
+ */
+static bool
+look_up(StorageWriter *w, text *id, bool first_try)
+{
+	if (w->in_order && first_try)
+	{
+		/* the scan allocates lazily: not in the per-record context */
+		MemoryContext oldcxt = MemoryContextSwitchTo(w->estate->es_query_cxt);
+		WalkResult	r = walk_find(w, id);
+
+		MemoryContextSwitchTo(oldcxt);
+		if (r != WALK_BUSY)
+			return r == WALK_FOUND;
+
+		/* let go of the walk's pins; find_newest waits and looks again */
+		ExecClearTuple(w->found);
+		index_endscan(w->walk);
+		w->walk = NULL;
+	}
+	return find_newest(w, id);
 }
 
 /*
@@ -413,7 +581,9 @@ static int64
 save_one(StorageWriter *w, const StorageSaveArgs *a, TimestampTz now,
 		 bool *live, int64 *actual)
 {
-	for (;;)
+	bool		first_try = true;
+
+	for (;; first_try = false)
 	{
 		int64		version = 1;
 
@@ -421,7 +591,7 @@ save_one(StorageWriter *w, const StorageSaveArgs *a, TimestampTz now,
 		*live = false;
 		*actual = 0;
 
-		if (find_newest(w, a->id))
+		if (look_up(w, a->id, first_try))
 		{
 			bool		isnull;
 
@@ -463,7 +633,9 @@ save_one(StorageWriter *w, const StorageSaveArgs *a, TimestampTz now,
 bool
 storage_writer_delete(StorageWriter *w, text *id, TimestampTz now)
 {
-	for (;;)
+	bool		first_try = true;
+
+	for (;; first_try = false)
 	{
 		ItemPointerData tid;
 		TM_FailureData tmfd;
@@ -471,7 +643,7 @@ storage_writer_delete(StorageWriter *w, text *id, TimestampTz now)
 		bool		live;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!find_newest(w, id))
+		if (!look_up(w, id, first_try))
 			return false;
 		live = found_is_live(w, now);
 		tid = w->found->tts_tid;
@@ -507,14 +679,16 @@ static bool
 touch_one(StorageWriter *w, text *id, bool expires_null, Datum expires,
 		  int64 expect, TimestampTz now)
 {
-	for (;;)
+	bool		first_try = true;
+
+	for (;; first_try = false)
 	{
 		StorageSaveArgs a;
 		bool		isnull;
 		int64		version;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!find_newest(w, id))
+		if (!look_up(w, id, first_try))
 			return false;
 		version = DatumGetInt64(slot_getattr(w->found, COL_VERSION + 1, &isnull));
 		if (!found_is_live(w, now) || (expect >= 1 && version != expect))

@@ -106,6 +106,7 @@ typedef struct StorageSaveArgs
 } StorageSaveArgs;
 
 extern StorageWriter *storage_writer_begin(AclMode need);
+extern void storage_writer_walk(StorageWriter *w);
 extern int64 storage_writer_save(StorageWriter *w, const StorageSaveArgs *a,
 								 TimestampTz now, bool *live, int64 *actual);
 extern bool storage_writer_delete(StorageWriter *w, text *id, TimestampTz now);
