@@ -69,3 +69,30 @@ SELECT ctid FROM storage_records
  WHERE purge_after <= '2030-01-01 12:01:00+00' AND expires_at <= '2030-01-01 12:00:30+00'
  ORDER BY purge_after LIMIT 10;
 RESET enable_seqscan;
+
+-- The purge deletes directly (src/direct.c) unless the statement must do
+-- it (storage.direct_writes = off here); both purge the same rows, in
+-- batches that each start where the previous one stopped.
+DELETE FROM storage_records;
+SET storage.test_now = '2030-01-01 12:00:30+00';
+SELECT count(storage_save('p' || i, 'x', -1, '2030-01-01 11:00:00+00'::timestamptz + i * interval '7 seconds'))
+  FROM generate_series(1, 600) AS i;
+BEGIN;
+SET LOCAL storage.purge_batch_size = 50;
+SELECT storage_purge_expired();
+SELECT count(*), min(id), md5(string_agg(id, ',' ORDER BY id)) FROM storage_records;
+ROLLBACK;
+BEGIN;
+SET LOCAL storage.purge_batch_size = 50;
+SET LOCAL storage.direct_writes = off;
+SELECT storage_purge_expired();
+SELECT count(*), min(id), md5(string_agg(id, ',' ORDER BY id)) FROM storage_records;
+ROLLBACK;
+-- a purge within the caller's transaction after saving an expired record
+BEGIN;
+SELECT storage_save('p1', 'y', -1, '2030-01-01 11:00:00+00');
+SELECT storage_purge_expired(5), storage_purge_expired(1000);
+SELECT count(*) FROM storage_records WHERE expires_at <= '2030-01-01 12:00:30+00';
+ROLLBACK;
+DELETE FROM storage_records;
+RESET storage.test_now;

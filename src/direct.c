@@ -46,14 +46,18 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "nodes/primnodes.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -719,4 +723,117 @@ touch_one(StorageWriter *w, text *id, bool expires_null, Datum expires,
 			return true;
 		}
 	}
+}
+
+/*
+ * True if idx is the purge index the install script made: a valid btree on
+ * purge_after alone, in the default order, and if partial then only
+ * without the NULLs (which never expire anyway).
+ */
+static bool
+is_purge_index(Relation idx)
+{
+	List	   *pred;
+	NullTest   *nt;
+
+	if (idx->rd_rel->relam != BTREE_AM_OID || !idx->rd_index->indisvalid ||
+		idx->rd_index->indnatts != 1 ||
+		idx->rd_index->indkey.values[0] != COL_PURGE_AFTER + 1 ||
+		idx->rd_opcintype[0] != TIMESTAMPTZOID ||
+		idx->rd_indoption[0] != 0 ||
+		idx->rd_opfamily[0] !=
+		get_opclass_family(GetDefaultOpClass(TIMESTAMPTZOID, BTREE_AM_OID)))
+		return false;
+	pred = RelationGetIndexPredicate(idx);
+	if (pred == NIL)
+		return true;
+	if (list_length(pred) != 1 || !IsA(linitial(pred), NullTest))
+		return false;
+	nt = linitial_node(NullTest, pred);
+	return nt->nulltesttype == IS_NOT_NULL && IsA(nt->arg, Var) &&
+		((Var *) nt->arg)->varattno == COL_PURGE_AFTER + 1;
+}
+
+static Relation
+open_purge_index(Relation rel)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+
+	foreach(lc, indexes)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
+
+		if (is_purge_index(idx))
+			return idx;
+		index_close(idx, RowExclusiveLock);
+	}
+	return NULL;
+}
+
+/*
+ * Deletes at most batch_size records expired at "now", in expiry slot
+ * order from the slot *resume (updated to where this batch stopped), and
+ * returns how many; -1 if the table has no purge index to walk (the
+ * caller uses its statement).
+ *
+ * This is what the purge statement in purge.c does, with one write per
+ * row instead of two: the statement locks its rows (FOR UPDATE SKIP
+ * LOCKED) and then deletes them, while here the delete itself refuses,
+ * without waiting, a row that another transaction is changing or has
+ * changed since our snapshot; such a row is left for a later round, as
+ * SKIP LOCKED leaves it.  The delete is of exactly the version whose
+ * expires_at we checked, so a record saved again meanwhile is never
+ * deleted.
+ *
+ * Starting each batch at the slot the previous one reached, rather than
+ * at the beginning, keeps a round from re-reading the index entries of
+ * every row it deleted before: they stay in the index until no snapshot
+ * can see them, which an old open transaction can postpone indefinitely.
+ */
+int64
+storage_writer_purge(StorageWriter *w, TimestampTz now, int batch_size,
+					 TimestampTz *resume)
+{
+	Relation	idx = open_purge_index(w->rel);
+	ScanKeyData keys[2];
+	Snapshot	snapshot;
+	IndexScanDesc scan;
+	CommandId	cid = GetCurrentCommandId(true);
+	int64		n = 0;
+
+	if (idx == NULL)
+		return -1;
+	ScanKeyInit(&keys[0], 1, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE,
+				TimestampTzGetDatum(*resume));
+	ScanKeyInit(&keys[1], 1, BTLessEqualStrategyNumber, F_TIMESTAMPTZ_LE,
+				TimestampTzGetDatum(storage_slot_end(now)));
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = index_beginscan(w->rel, idx, snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+
+	while (n < batch_size &&
+		   index_getnext_slot(scan, ForwardScanDirection, w->found))
+	{
+		ItemPointerData tid = w->found->tts_tid;
+		TM_FailureData tmfd;
+		bool		isnull;
+
+		CHECK_FOR_INTERRUPTS();
+		/* only the slot still open holds live rows */
+		if (found_is_live(w, now))
+			continue;
+		*resume = DatumGetTimestampTz(slot_getattr(w->found,
+												   COL_PURGE_AFTER + 1, &isnull));
+		if (table_tuple_delete(w->rel, &tid, cid, snapshot, InvalidSnapshot,
+							   false, &tmfd, false) == TM_Ok)
+			n++;
+	}
+
+	ExecClearTuple(w->found);
+	index_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	index_close(idx, NoLock);
+	CommandCounterIncrement();
+	return n;
 }

@@ -4,16 +4,20 @@
  *	  Deletion of expired records: one bounded batch at a time, shared by
  *	  storage_purge_expired() and the expiry background worker.
  *
- * A batch locks the rows it is going to delete with SKIP LOCKED, so two
- * purgers (two workers, a worker and pg_cron, two manual calls) never wait
- * for each other, and a row that a save is replacing right now is simply
- * left for a later round.  Locking re-checks expires_at on the newest row
- * version, so a record that was expired when the batch started but has
- * just been saved again is never deleted.  Expired rows are found through
- * the index on the expiry slot (purge_after): rows in slots that have
- * ended are all expired, and only the slot still open is filtered by
- * expires_at, so live rows are visited only when they expire within the
- * current slot.
+ * A batch never waits for another transaction: a row that someone is
+ * changing (a save replacing it, another purger holding it) is simply left
+ * for a later round, so two purgers (two workers, a worker and pg_cron, two
+ * manual calls) never wait for each other.  A record that was expired when
+ * the batch started but has just been saved again is never deleted.
+ * Expired rows are found through the index on the expiry slot
+ * (purge_after): rows in slots that have ended are all expired, and only
+ * the slot still open is filtered by expires_at, so live rows are visited
+ * only when they expire within the current slot.
+ *
+ * The work is done by the direct write path (storage_writer_purge in
+ * direct.c: one delete per row, no statement); the statement below, which
+ * locks its rows with FOR UPDATE SKIP LOCKED and re-checks expires_at on
+ * the newest version, serves where direct.c's rules send us to SPI.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,6 +26,8 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/datetime.h"
 
 #include "storage.h"
 
@@ -44,15 +50,30 @@ static const char *const purge_batch_sql =
 
 /*
  * Deletes at most batch_size records that are expired at "now" and returns
- * how many it deleted.  Must be called inside SPI_connect().
+ * how many it deleted.  *resume is where a round of batches has got to in
+ * the purge index (TIMESTAMP_NOBEGIN at first); see storage_writer_purge(),
+ * which does the work unless the SPI statement must (direct.c's rules),
+ * and which alone uses it.  Must be called inside SPI_connect().
  */
 uint64
-storage_purge_batch(TimestampTz now, int batch_size)
+storage_purge_batch(TimestampTz now, int batch_size, TimestampTz *resume)
 {
 	Oid			argtypes[3] = {TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID};
 	Datum		values[3];
 	SPIPlanPtr	plan;
+	StorageWriter *w;
 	int			ret;
+
+	/* the statement's FOR UPDATE needs UPDATE: same privileges both ways */
+	w = storage_writer_begin(ACL_SELECT | ACL_UPDATE | ACL_DELETE);
+	if (w != NULL)
+	{
+		int64		n = storage_writer_purge(w, now, batch_size, resume);
+
+		storage_writer_end(w);
+		if (n >= 0)
+			return (uint64) n;
+	}
 
 	plan = storage_plan(PLAN_PURGE_BATCH, purge_batch_sql, 3, argtypes);
 	values[0] = TimestampTzGetDatum(now);
@@ -79,6 +100,7 @@ storage_purge_expired(PG_FUNCTION_ARGS)
 	int64		max_rows = -1;
 	int64		total = 0;
 	TimestampTz now = storage_now();
+	TimestampTz resume = DT_NOBEGIN;
 
 	if (!PG_ARGISNULL(0))
 	{
@@ -101,7 +123,7 @@ storage_purge_expired(PG_FUNCTION_ARGS)
 			batch = (int) (max_rows - total);
 		if (batch <= 0)
 			break;
-		n = storage_purge_batch(now, batch);
+		n = storage_purge_batch(now, batch, &resume);
 		total += n;
 		if (n < (uint64) batch)
 			break;

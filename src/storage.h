@@ -112,10 +112,13 @@ extern int64 storage_writer_save(StorageWriter *w, const StorageSaveArgs *a,
 extern bool storage_writer_delete(StorageWriter *w, text *id, TimestampTz now);
 extern bool storage_writer_touch(StorageWriter *w, text *id, bool expires_null,
 								 Datum expires, int64 expect, TimestampTz now);
+extern int64 storage_writer_purge(StorageWriter *w, TimestampTz now,
+								  int batch_size, TimestampTz *resume);
 extern void storage_writer_end(StorageWriter *w);
 
 /* purge.c: shared by storage_purge_expired() and the background worker */
-extern uint64 storage_purge_batch(TimestampTz now, int batch_size);
+extern uint64 storage_purge_batch(TimestampTz now, int batch_size,
+								  TimestampTz *resume);
 
 /*
  * status.c: the expiry worker's state per database, in shared memory when

@@ -276,9 +276,12 @@ extension_installed(void)
 	return installed;
 }
 
-/* One batch in its own transaction; returns the rows deleted. */
+/*
+ * One batch in its own transaction; returns the rows deleted.  *resume
+ * carries the position in the purge index from batch to batch of a visit.
+ */
 static uint64
-purge_one_batch(int batch_size)
+purge_one_batch(int batch_size, TimestampTz *resume)
 {
 	uint64		n;
 
@@ -288,7 +291,7 @@ purge_one_batch(int batch_size)
 	pgstat_report_activity(STATE_RUNNING, "storage: purging expired records");
 	/* DROP EXTENSION may have run since the last batch: stop quietly */
 	if (OidIsValid(storage_records_relid(true)))
-		n = storage_purge_batch(storage_now(), batch_size);
+		n = storage_purge_batch(storage_now(), batch_size, resume);
 	else
 		n = 0;
 	PopActiveSnapshot();
@@ -303,6 +306,7 @@ static void
 purge_database(StorageDbStatus *st)
 {
 	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz resume = DT_NOBEGIN;
 
 	st->purging = true;
 	st->more_work = false;
@@ -321,7 +325,7 @@ purge_database(StorageDbStatus *st)
 		uint64		n;
 
 		CHECK_FOR_INTERRUPTS();
-		n = purge_one_batch(batch);
+		n = purge_one_batch(batch, &resume);
 		t1 = GetCurrentTimestamp();
 		st->rows_last += n;
 		st->rows_total += n;
