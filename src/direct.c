@@ -328,6 +328,15 @@ walk_compare(StorageWriter *w, text *id)
 										   PointerGetDatum(id), key));
 }
 
+/* Ends the walk, letting go of its pins; the next look-up starts afresh. */
+static void
+walk_end(StorageWriter *w)
+{
+	ExecClearTuple(w->found);
+	index_endscan(w->walk);
+	w->walk = NULL;
+}
+
 static WalkResult
 walk_find(StorageWriter *w, text *id)
 {
@@ -382,17 +391,25 @@ walk_find(StorageWriter *w, text *id)
 			return TransactionIdIsValid(w->walk_snapshot.xmin) ||
 				TransactionIdIsValid(w->walk_snapshot.xmax) ?
 				WALK_BUSY : WALK_FOUND;
-		/* a version dead to everyone: try the id's next entry */
+		/* a version the dirty snapshot does not see: the id's next entry */
 	}
 }
 
 /*
  * Looks id up like find_newest; a writer told its look-ups come in order
- * walks to it on the first try.
+ * walks to it on the first try.  The walk's copy of a leaf page misses
+ * entries added since it was read (a record created, or moved by a
+ * non-HOT update, by a transaction that committed meanwhile), so "absent"
+ * from the walk is trusted only when the caller inserts speculatively next
+ * (absent_final), which catches such a record; otherwise find_newest
+ * confirms it.  "Found" is always right: a replaced version is not visible
+ * to the dirty snapshot, or is busy.
  */
 static bool
-look_up(StorageWriter *w, text *id, bool first_try)
+look_up(StorageWriter *w, text *id, bool first_try, bool absent_final)
 {
+	if (w->walk && !first_try)
+		walk_end(w);			/* a retry may wait: no pins held meanwhile */
 	if (w->in_order && first_try)
 	{
 		/* the scan allocates lazily: not in the per-record context */
@@ -400,13 +417,9 @@ look_up(StorageWriter *w, text *id, bool first_try)
 		WalkResult	r = walk_find(w, id);
 
 		MemoryContextSwitchTo(oldcxt);
-		if (r != WALK_BUSY)
+		if (r == WALK_FOUND || (r == WALK_ABSENT && absent_final))
 			return r == WALK_FOUND;
-
-		/* let go of the walk's pins; find_newest waits and looks again */
-		ExecClearTuple(w->found);
-		index_endscan(w->walk);
-		w->walk = NULL;
+		walk_end(w);
 	}
 	return find_newest(w, id);
 }
@@ -480,6 +493,12 @@ build_row(StorageWriter *w, const StorageSaveArgs *a, int64 version)
 static bool
 update_found(StorageWriter *w, const StorageSaveArgs *a, int64 version)
 {
+	/*
+	 * While the walk is open it pins a leaf page of the primary key, which
+	 * VACUUM must not be kept waiting for behind a row lock: then a busy
+	 * row sends the caller round again, to wait after the walk has ended.
+	 */
+	bool		wait = (w->walk == NULL);
 	ItemPointerData tid = w->found->tts_tid;
 	TM_FailureData tmfd;
 	LockTupleMode lockmode;
@@ -497,13 +516,14 @@ update_found(StorageWriter *w, const StorageSaveArgs *a, int64 version)
 	res = table_tuple_update(w->rel, &tid, w->newrow,
 							 GetCurrentCommandId(true),
 							 current_snapshot(), InvalidSnapshot,
-							 true, &tmfd, &lockmode, &update_indexes);
+							 wait, &tmfd, &lockmode, &update_indexes);
 	switch (res)
 	{
 		case TM_Ok:
 			break;
 		case TM_Updated:
 		case TM_Deleted:
+		case TM_BeingModified:	/* only when not waiting */
 			return false;
 		case TM_SelfModified:
 			elog(ERROR, "record was already modified by this command");
@@ -595,7 +615,7 @@ save_one(StorageWriter *w, const StorageSaveArgs *a, TimestampTz now,
 		*live = false;
 		*actual = 0;
 
-		if (look_up(w, a->id, first_try))
+		if (look_up(w, a->id, first_try, a->expect <= 0))
 		{
 			bool		isnull;
 
@@ -647,15 +667,16 @@ storage_writer_delete(StorageWriter *w, text *id, TimestampTz now)
 		bool		live;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!look_up(w, id, first_try))
+		if (!look_up(w, id, first_try, false))
 			return false;
 		live = found_is_live(w, now);
 		tid = w->found->tts_tid;
 		ExecClearTuple(w->found);
+		/* not waiting while the walk pins the index, as in update_found */
 		res = table_tuple_delete(w->rel, &tid, GetCurrentCommandId(true),
-								 current_snapshot(), InvalidSnapshot, true,
-								 &tmfd, false);
-		if (res == TM_Updated || res == TM_Deleted)
+								 current_snapshot(), InvalidSnapshot,
+								 w->walk == NULL, &tmfd, false);
+		if (res == TM_Updated || res == TM_Deleted || res == TM_BeingModified)
 			continue;
 		if (res != TM_Ok)
 			elog(ERROR, "unexpected table_tuple_delete status: %u", res);
@@ -692,7 +713,7 @@ touch_one(StorageWriter *w, text *id, bool expires_null, Datum expires,
 		int64		version;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!look_up(w, id, first_try))
+		if (!look_up(w, id, first_try, false))
 			return false;
 		version = DatumGetInt64(slot_getattr(w->found, COL_VERSION + 1, &isnull));
 		if (!found_is_live(w, now) || (expect >= 1 && version != expect))
