@@ -306,10 +306,10 @@ walk_seek(StorageWriter *w, text *id)
 		w->walk = index_beginscan(w->rel, w->pkey, &w->walk_snapshot, 1, 0);
 		w->walk->xs_want_itup = true;
 	}
-	/* the scan refers to the key until the next seek: keep a copy */
+	/* the scan refers to id until the next seek; batch ids outlive it */
 	ScanKeyEntryInitialize(&key, 0, 1, BTGreaterEqualStrategyNumber, InvalidOid,
 						   w->pkey->rd_indcollation[0], F_TEXT_GE,
-						   datumCopy(PointerGetDatum(id), false, -1));
+						   PointerGetDatum(id));
 	index_rescan(w->walk, &key, 1, NULL, 0);
 	w->walk_pending = false;
 	w->walk_done = false;
