@@ -22,10 +22,22 @@ DATA = $(wildcard sql/storage--*.sql)
 
 # pg_regress: inputs in sql/, expected outputs in expected/
 REGRESS = core_save core_paths core_fetch_delete core_purge core_batch core_admin buckets locks_touch
+# tests of release 1.1, a line per topic
+REGRESS += # search_path safety and the expiry worker
+REGRESS += # fast paths: what the statements enforce
+REGRESS += # purge: skipped rows, back-off, status
+REGRESS += # locks with fencing tokens
+REGRESS += # input rules and the DROP EXTENSION guard
 REGRESS_OPTS = --inputdir=. --load-extension=storage
 
 # isolation: specs in test/specs/, expected outputs in test/expected/
 ISOLATION = save_races save_delete save_purge batch_races bucket_cas bucket_create lock_handoff
+# tests of release 1.1, a line per topic
+ISOLATION += # search_path safety and the expiry worker
+ISOLATION += # fast paths: what the statements enforce
+ISOLATION += # purge: skipped rows, back-off, status
+ISOLATION += # locks with fencing tokens
+ISOLATION += # input rules and the DROP EXTENSION guard
 ISOLATION_OPTS = --inputdir=test --load-extension=storage
 
 PG_CONFIG ?= pg_config
