@@ -52,8 +52,8 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter $(WERROR)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# PGXS tracks no header dependencies: every object depends on the shared header.
-$(OBJS): src/storage.h
+# PGXS tracks no header dependencies: every object depends on the shared headers.
+$(OBJS): src/storage.h src/compat.h
 
 # The client library (src/client, see its Makefile) is built and installed
 # with the extension.  Its install goes to /usr/local unless PREFIX= or

@@ -318,7 +318,7 @@ walk_begin(BucketWalk *w, const char *prefix, TimestampTz now)
 		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
 
 	w->rel = table_open(relid, AccessShareLock);
-	w->idx = index_open(RelationGetPrimaryKeyIndex(w->rel), AccessShareLock);
+	w->idx = index_open(storage_primary_key(w->rel), AccessShareLock);
 	w->prefix = prefix;
 	w->plen = strlen(prefix);
 	w->now = now;
@@ -329,7 +329,7 @@ walk_begin(BucketWalk *w, const char *prefix, TimestampTz now)
 				PointerGetDatum(prefix_end(prefix)));
 	w->keys[1].sk_collation = C_COLLATION_OID;
 	w->slot = table_slot_create(w->rel, NULL);
-	w->scan = index_beginscan(w->rel, w->idx, GetActiveSnapshot(), 2, 0);
+	w->scan = storage_index_beginscan(w->rel, w->idx, GetActiveSnapshot(), 2, 0);
 	index_rescan(w->scan, w->keys, 2, NULL, 0);
 }
 

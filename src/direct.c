@@ -126,7 +126,7 @@ table_is_plain(Relation rel)
 	if (rel->rd_rel->relkind != RELKIND_RELATION ||
 		rel->trigdesc != NULL || rel->rd_rel->relrowsecurity ||
 		desc->natts != NUM_COLS || desc->constr == NULL ||
-		!OidIsValid(RelationGetPrimaryKeyIndex(rel)))
+		!OidIsValid(storage_primary_key(rel)))
 		return false;
 	for (i = 0; i < NUM_COLS; i++)
 	{
@@ -174,7 +174,7 @@ storage_writer_begin(AclMode need)
 
 	w = palloc0(sizeof(StorageWriter));
 	w->rel = rel;
-	w->pkey = index_open(RelationGetPrimaryKeyIndex(rel), RowExclusiveLock);
+	w->pkey = index_open(storage_primary_key(rel), RowExclusiveLock);
 	w->estate = CreateExecutorState();
 	w->found = table_slot_create(rel, NULL);
 	w->newrow = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
@@ -246,7 +246,7 @@ find_newest(StorageWriter *w, text *id)
 		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ,
 					PointerGetDatum(id));
 		key.sk_collation = w->pkey->rd_indcollation[0];
-		scan = index_beginscan(w->rel, w->pkey, &dirty, 1, 0);
+		scan = storage_index_beginscan(w->rel, w->pkey, &dirty, 1, 0);
 		index_rescan(scan, &key, 1, NULL, 0);
 		found = index_getnext_slot(scan, ForwardScanDirection, w->found);
 		index_endscan(scan);
@@ -303,7 +303,7 @@ walk_seek(StorageWriter *w, text *id)
 		InitDirtySnapshot(w->walk_snapshot);
 		fmgr_info_copy(&w->walk_cmp, index_getprocinfo(w->pkey, 1, BTORDER_PROC),
 					   CurrentMemoryContext);
-		w->walk = index_beginscan(w->rel, w->pkey, &w->walk_snapshot, 1, 0);
+		w->walk = storage_index_beginscan(w->rel, w->pkey, &w->walk_snapshot, 1, 0);
 		w->walk->xs_want_itup = true;
 	}
 	/* the scan refers to id until the next seek; batch ids outlive it */
@@ -504,11 +504,7 @@ update_found(StorageWriter *w, const StorageSaveArgs *a, int64 version)
 	LockTupleMode lockmode;
 	TM_Result	res;
 
-#if PG_VERSION_NUM >= 160000
-	TU_UpdateIndexes update_indexes;
-#else
-	bool		update_indexes;
-#endif
+	StorageIndexUpdate update_indexes;
 
 	/* no buffer pin while heap_update possibly waits for a row lock */
 	ExecClearTuple(w->found);
@@ -534,16 +530,10 @@ update_found(StorageWriter *w, const StorageSaveArgs *a, int64 version)
 	}
 
 	/* not a HOT update: every index gets an entry for the new version */
-#if PG_VERSION_NUM >= 160000
-	if (update_indexes != TU_None)
-		list_free(ExecInsertIndexTuples(writer_rri(w), w->newrow, w->estate,
-										true, false, NULL, NIL,
-										update_indexes == TU_Summarizing));
-#else
-	if (update_indexes)
-		list_free(ExecInsertIndexTuples(writer_rri(w), w->newrow, w->estate,
-										true, false, NULL, NIL));
-#endif
+	if (!storage_no_index_update(update_indexes))
+		list_free(storage_insert_index_tuples(writer_rri(w), w->newrow, w->estate,
+											  true, false, NULL, NIL,
+											  storage_only_summarizing(update_indexes)));
 	return true;
 }
 
@@ -563,12 +553,8 @@ insert_new(StorageWriter *w, const StorageSaveArgs *a)
 	token = SpeculativeInsertionLockAcquire(xid);
 	table_tuple_insert_speculative(w->rel, w->newrow,
 								   GetCurrentCommandId(true), 0, NULL, token);
-	list_free(ExecInsertIndexTuples(rri, w->newrow, w->estate, false, true,
-									&conflict, w->arbiter
-#if PG_VERSION_NUM >= 160000
-									,false
-#endif
-									));
+	list_free(storage_insert_index_tuples(rri, w->newrow, w->estate, false, true,
+										  &conflict, w->arbiter, false));
 	table_tuple_complete_speculative(w->rel, w->newrow, token, !conflict);
 	SpeculativeInsertionLockRelease(xid);
 	return !conflict;
@@ -830,7 +816,7 @@ storage_writer_purge(StorageWriter *w, TimestampTz now, int batch_size,
 	ScanKeyInit(&keys[1], 1, BTLessEqualStrategyNumber, F_TIMESTAMPTZ_LE,
 				TimestampTzGetDatum(storage_slot_end(now)));
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	scan = index_beginscan(w->rel, idx, snapshot, 2, 0);
+	scan = storage_index_beginscan(w->rel, idx, snapshot, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
 
 	while (n < batch_size &&

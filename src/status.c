@@ -44,7 +44,6 @@ bool		storage_preloaded = false;
 static StatusShared *shared = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-#if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 
 static void
@@ -54,7 +53,6 @@ status_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(StatusShared)));
 }
-#endif
 
 static void
 status_shmem_startup(void)
@@ -93,12 +91,8 @@ void
 storage_status_init(void)
 {
 	storage_preloaded = true;
-#if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = status_shmem_request;
-#else
-	RequestAddinShmemSpace(MAXALIGN(sizeof(StatusShared)));
-#endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = status_shmem_startup;
 }

@@ -74,9 +74,5 @@ _PG_init(void)
 
 	storage_worker_init();
 
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("storage");
-#else
-	EmitWarningsOnPlaceholders("storage");
-#endif
 }

@@ -12,6 +12,7 @@
 
 #include "postgres.h"
 
+#include "compat.h"
 #include "executor/spi.h"
 #include "nodes/parsenodes.h"
 #include "storage/condition_variable.h"
@@ -84,9 +85,9 @@ extern SPIPlanPtr storage_plan(StoragePlanId which, const char *query_fmt,
 							   int nargs, Oid *argtypes);
 
 /* records.c */
-extern void storage_report_conflict(Datum id, int64 expect, TimestampTz now) pg_attribute_noreturn();
-extern void storage_raise_conflict(const text *id, int64 expect, bool live,
-								   int64 actual) pg_attribute_noreturn();
+pg_noreturn extern void storage_report_conflict(Datum id, int64 expect, TimestampTz now);
+pg_noreturn extern void storage_raise_conflict(const text *id, int64 expect,
+											   bool live, int64 actual);
 
 /*
  * direct.c: the direct write path of the saves (no SPI), used whenever it

@@ -46,11 +46,7 @@ others_running(void)
 	n = pgstat_fetch_stat_numbackends();
 	for (i = 1; i <= n && !running; i++)
 	{
-#if PG_VERSION_NUM >= 160000
 		LocalPgBackendStatus *local = pgstat_get_local_beentry_by_index(i);
-#else
-		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
-#endif
 		PgBackendStatus *be = local ? &local->backendStatus : NULL;
 
 		running = be != NULL && be->st_procpid != MyProcPid &&
