@@ -3,6 +3,10 @@
 # and installs the extension, starts a throwaway cluster in a temporary
 # directory, shows save / fetch / version conflict / expiry in psql, then
 # stops the cluster and removes everything it created.
+#
+# --installed: the extension is installed already (test/run-all.sh runs the
+# demo as one of its suites, after its own build); PG_MAJOR and PG_CONFIG as
+# in test/lib.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -10,8 +14,10 @@ need_root
 install_deps
 trap cleanup EXIT
 prepare_copy
-echo "== building and installing the extension"
-build_install
+if [ "${1:-}" != --installed ]; then
+	echo "== building and installing the extension"
+	build_install
+fi
 start_cluster demo
 echo "== a throwaway cluster is running in $WORK/demo; psql session follows"
 echo

@@ -1,13 +1,32 @@
 #!/usr/bin/env bash
 # test/lib.sh: shared by test/run-all.sh, test/demo.sh and bench/run.sh.
-# Installs what the project needs (Debian 12, as root), makes a private copy
+# Installs what the project needs (Debian, as root), makes a private copy
 # of the project that the unprivileged PostgreSQL user can read and write,
 # builds and installs the extension, and starts/stops throwaway clusters.
 # Nothing here depends on where the checkout lives or on its permissions.
+#
+# The PostgreSQL major version comes from the environment: PG_MAJOR (15 by
+# default: Debian 12's), and PG_CONFIG, the pg_config of the server to build
+# against and test (by default Debian's /usr/lib/postgresql/$PG_MAJOR).
+# Every build, install and test of a run uses that one PG_CONFIG.
 
-PG_MAJOR=15
-PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
-PGXS_DIR=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs
+PG_MAJOR=${PG_MAJOR:-15}
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
+export PG_MAJOR PG_CONFIG
+
+# PGBIN: the server's programs; PGXS_DIR: its PGXS tree (pg_regress, the TAP
+# modules).  Known once pg_config is installed: set again by install_deps.
+pg_paths() {
+	if [ -x "$PG_CONFIG" ]; then
+		PGBIN=$("$PG_CONFIG" --bindir)
+		PGXS_DIR=$(dirname "$("$PG_CONFIG" --pgxs)")/../..
+		PGXS_DIR=$(cd "$PGXS_DIR" && pwd)
+	else
+		PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
+		PGXS_DIR=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs
+	fi
+}
+pg_paths
 # PostgreSQL refuses to run as root: servers and test runners run as this user.
 RUN_USER=${STORAGE_RUN_USER:-postgres}
 PROJECT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,8 +42,18 @@ need_root() {
 }
 
 # Packages, installed only when missing so that a second run is quick.
-DEPS="build-essential pkg-config postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
-postgresql-$PG_MAJOR-cron libpq-dev libcmocka-dev libipc-run-perl procps"
+# One package per line; add yours at the end.
+DEPS="
+build-essential
+pkg-config
+postgresql-$PG_MAJOR
+postgresql-server-dev-$PG_MAJOR
+postgresql-$PG_MAJOR-cron
+libpq-dev
+libcmocka-dev
+libipc-run-perl
+procps
+"
 
 install_deps() {
 	local missing="" p
@@ -32,18 +61,20 @@ install_deps() {
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
 			missing="$missing $p"
 	done
-	[ -z "$missing" ] && return 0
+	[ -z "$missing" ] && { pg_paths; return 0; }
 	echo "== installing:$missing"
 	# Debian would otherwise create and start a "main" cluster we do not use.
 	mkdir -p /etc/postgresql-common
 	[ -f /etc/postgresql-common/createcluster.conf ] ||
 		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
-	apt-get update -qq
+	# other runs on this machine may hold apt's locks for a while
+	apt-get -o DPkg::Lock::Timeout=600 update -qq || die "apt-get update failed"
 	# shellcheck disable=SC2086
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
 		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-		$missing >/dev/null
+		$missing >/dev/null || die "apt-get install$missing failed"
 	id "$RUN_USER" >/dev/null 2>&1 || die "user $RUN_USER missing after installing PostgreSQL"
+	pg_paths
 }
 
 as_user() {
@@ -64,11 +95,13 @@ prepare_copy() {
 	cd "$WORK"
 }
 
-# Builds as RUN_USER with warnings as errors, installs as root.
+# Builds as RUN_USER with warnings as errors, installs as root, both with
+# the same PG_CONFIG.
 build_install() {
-	as_user make -s -C "$WORK/src" WERROR=-Werror >"$WORK/build.log" 2>&1 ||
+	[ -x "$PG_CONFIG" ] || die "no pg_config at $PG_CONFIG"
+	as_user make -s -C "$WORK/src" PG_CONFIG="$PG_CONFIG" WERROR=-Werror >"$WORK/build.log" 2>&1 ||
 		{ cat "$WORK/build.log"; die "build failed"; }
-	make -s -C "$WORK/src" install >>"$WORK/build.log" 2>&1 ||
+	make -s -C "$WORK/src" PG_CONFIG="$PG_CONFIG" install >>"$WORK/build.log" 2>&1 ||
 		{ cat "$WORK/build.log"; die "install failed"; }
 }
 

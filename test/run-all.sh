@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # test/run-all.sh: runs every test of the project against real PostgreSQL
 # servers and ends with the line "N passed, N failed".  Run as root on
-# Debian 12: it installs what it needs, then builds and runs everything as
+# Debian: it installs what it needs, then builds and runs everything as
 # the unprivileged user $RUN_USER in a private temporary copy.
+#
+#   bash test/run-all.sh            one PostgreSQL: PG_MAJOR (default 15, the
+#                                   host's) or the server of PG_CONFIG
+#   bash test/run-all.sh --matrix   every supported version, the
+#                                   assertion-enabled server and the Debian
+#                                   packages (test/matrix.sh; what CI runs)
 set -uo pipefail
+if [ "${1:-}" = --matrix ]; then
+	exec bash "$(dirname "${BASH_SOURCE[0]}")/matrix.sh"
+fi
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PASSED=0
@@ -38,7 +47,7 @@ count_regress() {			# count_regress SUITE LOGFILE EXITCODE
 
 run_regress() {
 	local log="$WORK/regress.log" rc
-	as_user make -C "$WORK/src" installcheck ISOLATION= >"$log" 2>&1
+	as_user make -C "$WORK/src" PG_CONFIG="$PG_CONFIG" installcheck ISOLATION= >"$log" 2>&1
 	rc=$?
 	cat "$log" | grep -E '^(ok|not ok|test| [a-z_]+ +\.\.\.)' || true
 	count_regress pg_regress "$log" "$rc"
@@ -46,7 +55,7 @@ run_regress() {
 
 run_isolation() {
 	local log="$WORK/isolation.log" rc
-	as_user make -C "$WORK/src" installcheck REGRESS= >"$log" 2>&1
+	as_user make -C "$WORK/src" PG_CONFIG="$PG_CONFIG" installcheck REGRESS= >"$log" 2>&1
 	rc=$?
 	grep -E '^(ok|not ok|test| [a-z_]+ +\.\.\.)' "$log" || true
 	count_regress isolation "$log" "$rc"
@@ -55,7 +64,10 @@ run_isolation() {
 # TAP: one assertion is one test; a script that dies counts one failure.
 run_tap() {
 	local log="$WORK/tap.log" tests failed dubious
+	# TESTDATADIR/TESTLOGDIR (17+) name what 15 derives from TESTDIR: the
+	# logs end up in the same place on every version
 	(cd "$WORK/src" && as_user env TESTDIR="$WORK/src/test" \
+		TESTDATADIR="$WORK/src/test/tmp_check" TESTLOGDIR="$WORK/src/test/tmp_check/log" \
 		PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
 		STORAGE_TEST_WORK="$WORK" \
 		prove -I "$PGXS_DIR/src/test/perl" -I test/t test/t/*.pl) >"$log" 2>&1
@@ -95,23 +107,54 @@ run_client() {
 	record client "$p" "$f"
 }
 
+# The README's demo, against the extension this run installed: it must
+# run to the end and show what the README says it shows.
+run_demo() {
+	local log="$WORK/demo.log"
+	if bash "$WORK/src/test/demo.sh" --installed >"$log" 2>&1 &&
+		grep -q 'SQLSTATE.*SV001\|SV001' "$log" &&
+		grep -A2 'visible_after_expiry' "$log" | grep -qE '^ +0$' &&
+		grep -A2 ' purged' "$log" | grep -qE '^ +1$'; then
+		record demo 1 0
+	else
+		cat "$log"
+		record demo 0 1
+	fi
+}
+
+# run_script NAME SCRIPT [ARGS...]: a suite of its own (a script in the
+# copy, run as RUN_USER with the test cluster's PGHOST/PGPORT) whose last
+# line is "... N passed, N failed".
+run_script() {
+	local name=$1 log="$WORK/$1.log" line
+	shift
+	(cd "$WORK/src" && as_user env HOME="$WORK" TMPDIR="$WORK" PGHOST="$PGHOST" \
+		PGPORT="$PGPORT" PGUSER=postgres PG_CONFIG="$PG_CONFIG" bash "$@") >"$log" 2>&1
+	cat "$log"
+	line=$(grep -oE '[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1)
+	if [ -z "$line" ]; then
+		record "$name" 0 1
+		return
+	fi
+	record "$name" "$(echo "$line" | awk '{print $1}')" "$(echo "$line" | awk '{print $3}')"
+}
+
 main() {
 	need_root
 	install_deps
 	trap cleanup EXIT
 	prepare_copy
+	echo "== PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}') ($PG_CONFIG)"
 	echo "== building in $WORK (as $RUN_USER, -Werror)"
 	build_install
-	echo "== pg_regress"
+	# the suites, one line each (run_script NAME SCRIPT for a suite script)
 	start_cluster regress
-	run_regress
-	echo "== isolation"
-	run_isolation
-	echo "== client library"
-	run_client
+	echo "== pg_regress";	run_regress
+	echo "== isolation";	run_isolation
+	echo "== client library"; run_client
 	stop_cluster regress
-	echo "== TAP"
-	run_tap
+	echo "== demo";			run_demo
+	echo "== TAP";			run_tap
 	echo
 	printf "%b" "$SUMMARY"
 	echo "$PASSED passed, $FAILED failed"
