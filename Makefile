@@ -26,7 +26,7 @@ REGRESS = core_save core_paths core_fetch_delete core_purge core_batch core_admi
 REGRESS += # search_path safety and the expiry worker
 REGRESS += # fast paths: what the statements enforce
 REGRESS += # purge: skipped rows, back-off, status
-REGRESS += # locks with fencing tokens
+REGRESS += locks_fencing # locks with fencing tokens
 REGRESS += # input rules and the DROP EXTENSION guard
 REGRESS_OPTS = --inputdir=. --load-extension=storage
 
@@ -36,7 +36,7 @@ ISOLATION = save_races save_delete save_purge batch_races bucket_cas bucket_crea
 ISOLATION += # search_path safety and the expiry worker
 ISOLATION += # fast paths: what the statements enforce
 ISOLATION += # purge: skipped rows, back-off, status
-ISOLATION += # locks with fencing tokens
+ISOLATION += lock_fencing # locks with fencing tokens
 ISOLATION += # input rules and the DROP EXTENSION guard
 ISOLATION_OPTS = --inputdir=test --load-extension=storage
 

@@ -18,4 +18,100 @@
 
 -- ==== locks with fencing tokens ====
 
+-- Fencing tokens: every take of a lock draws the next value and stores it
+-- as the lock record's version (see src/locks.c).  A sequence, not a
+-- counter in the lock record, because the record is deleted by a release
+-- or the purge; marked for pg_dump so that a restored database goes on
+-- above every token handed out before the dump.  Tokens start at 2:
+-- version 1 marks a lock taken without a token (by release 1.0, or by a
+-- client's plain save of '.locks/<token>'), so that no fenced holder's
+-- token can match such a lock.
+CREATE SEQUENCE @extschema@.storage_lock_fences AS bigint MINVALUE 1 START WITH 2 NO CYCLE;
+COMMENT ON SEQUENCE @extschema@.storage_lock_fences IS
+    'fencing tokens of the TTL locks: each take of a lock draws the next value (internal; drawn by storage_acquire_lock without a privilege check on the sequence)';
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.storage_lock_fences', '');
+REVOKE ALL ON SEQUENCE @extschema@.storage_lock_fences FROM PUBLIC;
+
+-- Locks held while 1.0 is updated keep their record version (1.0 wrote 1)
+-- as their fencing token; every later take gets a larger one, also if
+-- some lock record's version grew beyond by storage_save.
+SELECT pg_catalog.setval('@extschema@.storage_lock_fences', s.m)
+  FROM (SELECT pg_catalog.max(r.version) AS m
+          FROM @extschema@.storage_records AS r
+         WHERE r.id OPERATOR(pg_catalog.>=) '.locks/'
+           AND r.id OPERATOR(pg_catalog.<) @extschema@.storage_prefix_end('.locks/')) AS s
+ WHERE s.m OPERATOR(pg_catalog.>=) 2;
+
+-- storage_acquire_lock now returns the token.  A new return type means a
+-- new function: the roles that could execute the 1.0 one keep that right,
+-- and the grants stay their own (not initial privileges of the extension),
+-- so pg_dump still dumps them.
+DO $$
+DECLARE
+    old_acl pg_catalog.aclitem[];
+    init_acl pg_catalog.aclitem[];
+    new_fn pg_catalog.regprocedure;
+    g record;
+BEGIN
+    SELECT p.proacl INTO old_acl
+      FROM pg_catalog.pg_proc AS p
+     WHERE p.oid OPERATOR(pg_catalog.=)
+           '@extschema@.storage_acquire_lock(pg_catalog.text, pg_catalog.interval)'::pg_catalog.regprocedure;
+
+    DROP FUNCTION @extschema@.storage_acquire_lock(text, interval);
+    CREATE FUNCTION @extschema@.storage_acquire_lock(token text, ttl interval)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'storage_acquire_lock'
+    LANGUAGE C VOLATILE;
+    COMMENT ON FUNCTION @extschema@.storage_acquire_lock(text, interval) IS
+        'waits until the lock is free (or its TTL ran out), then takes it for ttl and returns its fencing token, larger than every earlier holder''s; not reentrant';
+    REVOKE ALL ON FUNCTION @extschema@.storage_acquire_lock(text, interval) FROM PUBLIC;
+
+    new_fn := '@extschema@.storage_acquire_lock(pg_catalog.text, pg_catalog.interval)'::pg_catalog.regprocedure;
+    SELECT p.proacl INTO init_acl
+      FROM pg_catalog.pg_proc AS p
+     WHERE p.oid OPERATOR(pg_catalog.=) new_fn;
+    FOR g IN
+        SELECT a.grantee, a.is_grantable
+          FROM pg_catalog.aclexplode(old_acl) AS a
+          JOIN pg_catalog.pg_proc AS p ON p.oid OPERATOR(pg_catalog.=) new_fn
+         WHERE a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+           AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s',
+            new_fn,
+            CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END,
+            CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+    UPDATE pg_catalog.pg_init_privs AS i
+       SET initprivs = init_acl
+     WHERE i.objoid OPERATOR(pg_catalog.=) new_fn
+       AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+       AND i.objsubid OPERATOR(pg_catalog.=) 0;
+END
+$$;
+
+CREATE FUNCTION @extschema@.storage_release_lock(token text, fence bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'storage_release_lock_fenced'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_release_lock(text, bigint) IS
+    'releases the lock only if it is held, live, with this fencing token, and wakes its waiters at commit; SV002 and no change otherwise';
+
+COMMENT ON FUNCTION @extschema@.storage_release_lock(text) IS
+    'releases a lock whoever holds it and wakes its waiters at commit; SV002 if it is not held; unsafe once the caller''s lease may have run out: use storage_release_lock(token, fence)';
+
+CREATE FUNCTION @extschema@.storage_extend_lock(token text, fence bigint, ttl interval)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'storage_extend_lock'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_extend_lock(text, bigint, interval) IS
+    'renews the lease of the lock held with this fencing token to end ttl from now; false, changing nothing, if it is not held (live) with that token';
+
+REVOKE ALL ON FUNCTION
+    @extschema@.storage_release_lock(text, bigint),
+    @extschema@.storage_extend_lock(text, bigint, interval)
+FROM PUBLIC;
+
 -- ==== input rules and the DROP EXTENSION guard ====

@@ -1,9 +1,25 @@
 /*-------------------------------------------------------------------------
  *
  * locks.c
- *	  TTL locks: storage_acquire_lock() and storage_release_lock().  A lock
- *	  on token t is the record ".locks/t", live until its TTL runs out, so
- *	  an abandoned lock frees itself and is purged like any record.
+ *	  TTL locks with fencing tokens: storage_acquire_lock(),
+ *	  storage_release_lock() and storage_extend_lock().  A lock on token t
+ *	  is the record ".locks/t", live until its TTL runs out, so an abandoned
+ *	  lock frees itself and is purged like any record.
+ *
+ * Fencing: a lease can run out while its holder still works, and then
+ * another session takes the lock.  So every take draws a fencing token
+ * from the sequence storage_lock_fences and stores it as the lock record's
+ * version; the fenced release and extend act only on the live record with
+ * that version, and a resource that remembers the highest token it has
+ * seen can refuse the stale holder.  The token is drawn after the take,
+ * while this transaction holds the lock record's row: every earlier holder
+ * drew its token before its own take committed, which was before ours
+ * could happen, so tokens strictly increase across successive holders of
+ * a lock whatever happened in between (expiry, purge, a deleted record).
+ * Drawing before the take would not do: an acquirer that drew, stalled
+ * and then took an expired lock would hold a smaller token than the
+ * holder it followed.  A sequence, unlike the record, survives the purge,
+ * and pg_dump saves its position (pg_extension_config_dump).
  *
  * Waiting: an acquirer that finds the lock held sleeps until it is
  * released or the holder's TTL runs out, whichever comes first.  With the
@@ -20,12 +36,14 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
@@ -33,8 +51,11 @@
 
 PG_FUNCTION_INFO_V1(storage_acquire_lock);
 PG_FUNCTION_INFO_V1(storage_release_lock);
+PG_FUNCTION_INFO_V1(storage_release_lock_fenced);
+PG_FUNCTION_INFO_V1(storage_extend_lock);
 
 #define LOCKS_PREFIX ".locks/"
+#define FENCES_SEQUENCE "storage_lock_fences"
 #define MAX_SLEEP_MS 1000
 #define BACKOFF_MAX_MS 50
 
@@ -55,6 +76,24 @@ static const char *const holder_sql =
 /* $1 id, $2 now */
 static const char *const release_sql =
 "DELETE FROM %1$s AS r WHERE r.id = $1 RETURNING " LIVE("r", "$2");
+
+/* $1 id, $2 fence: the taker's token, drawn once it holds the row */
+static const char *const fence_sql =
+"UPDATE %1$s AS r SET version = $2 WHERE r.id OPERATOR(pg_catalog.=) $1";
+
+/* $1 id, $2 fence, $3 now: releases only the live lock taken with fence */
+static const char *const release_fenced_sql =
+"DELETE FROM %1$s AS r "
+"WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.version OPERATOR(pg_catalog.=) $2 "
+"  AND (r.expires_at IS NULL OR r.expires_at OPERATOR(pg_catalog.>) $3) "
+"RETURNING 1";
+
+/* $1 id, $2 fence, $3 now, $4 new expires_at */
+static const char *const extend_sql =
+"UPDATE %1$s AS r SET expires_at = $4 "
+"WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.version OPERATOR(pg_catalog.=) $2 "
+"  AND (r.expires_at IS NULL OR r.expires_at OPERATOR(pg_catalog.>) $3) "
+"RETURNING 1";
 
 /* broadcasts owed at commit, one bit per condition variable slot */
 StaticAssertDecl(STORAGE_LOCK_CV_SLOTS <= 64, "one bit per slot");
@@ -86,7 +125,51 @@ token_hash(text *id)
 }
 
 /*
- * Tries to take the lock.
+ * The sequence fencing tokens are drawn from, or InvalidOid while the
+ * extension's SQL is still at 1.0 (library installed, ALTER EXTENSION
+ * UPDATE not yet run): a take then leaves version 1 as 1.0 did, and the
+ * update starts the sequence above every lock record's version.
+ */
+static Oid
+fences_seqid(void)
+{
+	return get_relname_relid(FENCES_SEQUENCE,
+							 get_rel_namespace(storage_records_relid(false)));
+}
+
+/*
+ * Draws the fencing token for a lock just taken (its row is ours until
+ * commit) and stores it as the record's version.  Must be called inside
+ * SPI_connect().
+ */
+static int64
+set_fence(text *id)
+{
+	Oid			argtypes[2] = {TEXTOID, INT8OID};
+	Datum		values[2];
+	Oid			seqid = fences_seqid();
+	int64		fence;
+
+	if (!OidIsValid(seqid))
+		return 1;
+
+	/*
+	 * No privilege check on the sequence: EXECUTE on the lock functions is
+	 * what grants the use of locks, as for the records table's rows.
+	 */
+	fence = nextval_internal(seqid, false);
+	values[0] = PointerGetDatum(id);
+	values[1] = Int64GetDatum(fence);
+	if (SPI_execute_plan(storage_plan(PLAN_LOCK_FENCE, fence_sql, 2, argtypes),
+						 values, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_processed != 1)
+		elog(ERROR, "could not set the fencing token of lock \"%s\"",
+			 text_to_cstring(id) + strlen(LOCKS_PREFIX));
+	return fence;
+}
+
+/*
+ * Tries to take the lock; on success sets *fence.
  *
  * The attempt runs in a subtransaction that is rolled back when it fails:
  * INSERT ... ON CONFLICT DO UPDATE locks the conflicting row even when its
@@ -94,7 +177,7 @@ token_hash(text *id)
  * while it sleeps would block the very release it waits for.
  */
 static bool
-try_take(text *id, TimestampTz expires, TimestampTz now)
+try_take(text *id, TimestampTz expires, TimestampTz now, int64 *fence)
 {
 	Oid			argtypes[3] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		values[3];
@@ -112,6 +195,8 @@ try_take(text *id, TimestampTz expires, TimestampTz now)
 						 values, NULL, false, 0) < 0)
 		elog(ERROR, "could not take lock");
 	taken = SPI_processed > 0;
+	if (taken)
+		*fence = set_fence(id);
 	SPI_finish();
 	if (taken)
 		ReleaseCurrentSubTransaction();
@@ -185,10 +270,19 @@ check_ttl(Interval *ttl)
 				 errmsg("ttl must be positive")));
 }
 
+/* When a lease of ttl taken or renewed now ends. */
+static TimestampTz
+lease_end(TimestampTz now, Interval *ttl)
+{
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+												   TimestampTzGetDatum(now),
+												   IntervalPGetDatum(ttl)));
+}
+
 /*
  * storage_acquire_lock(token, ttl): waits until the lock is free, then
- * takes it for ttl.  Not reentrant: a token already held, even by the
- * caller, is waited for.
+ * takes it for ttl and returns its fencing token.  Not reentrant: a token
+ * already held, even by the caller, is waited for.
  *
  * The first round just tries.  Later rounds first read the holder with a
  * fresh snapshot and try again only when it looks free, so a long wait
@@ -202,6 +296,7 @@ storage_acquire_lock(PG_FUNCTION_ARGS)
 	ConditionVariable *cv = storage_lock_cv(token_hash(id));
 	long		backoff_ms = 1;
 	bool		look = false;
+	int64		fence = 0;
 
 	storage_require_arg(fcinfo, 1, "ttl");
 	ttl = PG_GETARG_INTERVAL_P(1);
@@ -236,16 +331,15 @@ storage_acquire_lock(PG_FUNCTION_ARGS)
 			wait_for_release(cv, now, holder_until, &backoff_ms);
 			continue;
 		}
-		expires = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-														  TimestampTzGetDatum(now),
-														  IntervalPGetDatum(ttl)));
-		if (try_take(id, expires, now))
+		expires = lease_end(now, ttl);
+		if (try_take(id, expires, now, &fence))
 			break;
 		look = true;			/* held, or someone else was quicker */
 	}
 	if (cv)
 		ConditionVariableCancelSleep();
-	PG_RETURN_VOID();
+	Assert(fence > 0);
+	PG_RETURN_INT64(fence);
 }
 
 static void
@@ -266,7 +360,25 @@ broadcast_at_commit(XactEvent event, void *arg)
 		pending_broadcasts = 0;	/* a prepared release wakes no one; waiters time out */
 }
 
-/* storage_release_lock(token): SV002 if the lock is not held */
+/* Waiters on the lock id are woken when this transaction commits. */
+static void
+wake_waiters_at_commit(text *id)
+{
+	if (storage_lock_cv(0) == NULL)
+		return;
+	if (!callback_registered)
+	{
+		RegisterXactCallback(broadcast_at_commit, NULL);
+		callback_registered = true;
+	}
+	pending_broadcasts |= UINT64CONST(1) << (token_hash(id) % STORAGE_LOCK_CV_SLOTS);
+}
+
+/*
+ * storage_release_lock(token): SV002 if the lock is not held.  Whoever
+ * holds it: unsafe once the caller's lease may have run out (see the
+ * fenced form).
+ */
 Datum
 storage_release_lock(PG_FUNCTION_ARGS)
 {
@@ -291,14 +403,98 @@ storage_release_lock(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_STORAGE_NOT_FOUND),
 				 errmsg("lock \"%s\" is not held", text_to_cstring(id) + strlen(LOCKS_PREFIX))));
 
-	if (storage_lock_cv(0) != NULL)
-	{
-		if (!callback_registered)
-		{
-			RegisterXactCallback(broadcast_at_commit, NULL);
-			callback_registered = true;
-		}
-		pending_broadcasts |= UINT64CONST(1) << (token_hash(id) % STORAGE_LOCK_CV_SLOTS);
-	}
+	wake_waiters_at_commit(id);
 	PG_RETURN_VOID();
+}
+
+/* The fence argument: a token storage_acquire_lock() can have returned. */
+static int64
+fence_arg(FunctionCallInfo fcinfo, int argno)
+{
+	int64		fence;
+
+	storage_require_arg(fcinfo, argno, "fence");
+	fence = PG_GETARG_INT64(argno);
+	if (fence < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("fence must be positive")));
+	return fence;
+}
+
+/*
+ * Runs the fenced statement "which" on the live lock id taken with fence;
+ * true if it found it.  The statement's extra argument, if any, is
+ * $4 = extra.
+ */
+static bool
+on_held_lock(StoragePlanId which, const char *sql, text *id, int64 fence,
+			 TimestampTz now, bool has_extra, Datum extra)
+{
+	Oid			argtypes[4] = {TEXTOID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[4];
+	int			ret;
+	bool		found;
+
+	values[0] = PointerGetDatum(id);
+	values[1] = Int64GetDatum(fence);
+	values[2] = TimestampTzGetDatum(now);
+	values[3] = extra;
+	SPI_connect();
+	ret = SPI_execute_plan(storage_plan(which, sql, has_extra ? 4 : 3, argtypes),
+						   values, NULL, false, 0);
+	if (ret != SPI_OK_DELETE_RETURNING && ret != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not change lock \"%s\": %s",
+			 text_to_cstring(id) + strlen(LOCKS_PREFIX), SPI_result_code_string(ret));
+	found = SPI_processed > 0;
+	SPI_finish();
+	return found;
+}
+
+/*
+ * storage_release_lock(token, fence): releases the lock only if it is
+ * held, live, with this fencing token; SV002 and no change otherwise (the
+ * lease ran out, and maybe someone else holds the lock now).
+ */
+Datum
+storage_release_lock_fenced(PG_FUNCTION_ARGS)
+{
+	text	   *id = lock_id(fcinfo);
+	int64		fence = fence_arg(fcinfo, 1);
+
+	if (!on_held_lock(PLAN_LOCK_RELEASE_FENCED, release_fenced_sql, id, fence,
+					  storage_now(), false, (Datum) 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_STORAGE_NOT_FOUND),
+				 errmsg("lock \"%s\" is not held with fence " INT64_FORMAT,
+						text_to_cstring(id) + strlen(LOCKS_PREFIX), fence),
+				 errdetail("It was released, or its lease ran out and it may have been taken by someone else.")));
+
+	wake_waiters_at_commit(id);
+	PG_RETURN_VOID();
+}
+
+/*
+ * storage_extend_lock(token, fence, ttl): renews the lease of the lock
+ * held with fence to end ttl from now (a keepalive; it may also shorten
+ * it).  False, changing nothing, if the lock is not held with that fence:
+ * a keepalive loop learns that it lost the lock without catching an
+ * error.  A lease that already ran out is not revived, even if no one
+ * took the lock since: the holder must acquire it again and use the new
+ * fence.
+ */
+Datum
+storage_extend_lock(PG_FUNCTION_ARGS)
+{
+	text	   *id = lock_id(fcinfo);
+	int64		fence = fence_arg(fcinfo, 1);
+	Interval   *ttl;
+	TimestampTz now;
+
+	storage_require_arg(fcinfo, 2, "ttl");
+	ttl = PG_GETARG_INTERVAL_P(2);
+	check_ttl(ttl);
+	now = storage_now();
+	PG_RETURN_BOOL(on_held_lock(PLAN_LOCK_EXTEND, extend_sql, id, fence, now,
+								true, TimestampTzGetDatum(lease_end(now, ttl))));
 }

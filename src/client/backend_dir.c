@@ -947,6 +947,119 @@ dir_delete_many(storage_client *h, void *state, const char *const *ids,
 	return st;
 }
 
+/*
+ * ---- locks with fencing tokens ---------------------------------------------
+ *
+ * The last token handed out is the version of the record file ".fences"
+ * (not a record: its name starts with '.'), so it survives the purge of
+ * expired lock records and is shared by every handle and process on the
+ * directory.  It is written durably before the lock record, under the
+ * exclusive flock: a crash in between costs a token, never repeats one.
+ */
+#define FENCES_NAME		".fences"
+
+static storage_status
+dir_lock_acquire(storage_client *h, void *state, const char *id,
+				 const char *token, int64_t ttl, int64_t expires_at,
+				 int64_t *fence)
+{
+	dir_state  *ds = state;
+	char		name[NAME_BUF];
+	storage_record old;
+	storage_record rec = {.id = (char *) id, .expires_at = expires_at};
+	storage_record counter = {.id = FENCES_NAME};
+	bool		exists;
+	int			lockfd;
+	storage_status st;
+
+	(void) ttl;
+	id_to_name(id, name);
+	if ((st = dir_lock(h, ds, LOCK_EX, &lockfd)) != STORAGE_OK)
+		return st;
+	st = read_id(h, ds, id, name, &old, &exists);
+	if (st == STORAGE_OK && exists)
+	{
+		if (storage_is_live(old.expires_at, storage_clock_now(h)))
+			st = storage_error(h, STORAGE_ALREADY_EXISTS, "lock \"%s\" is held", token);
+		storage_record_clear(&old);
+	}
+	if (st == STORAGE_OK)
+		st = read_id(h, ds, FENCES_NAME, FENCES_NAME, &old, &exists);
+	if (st == STORAGE_OK)
+	{
+		counter.version = exists && old.version > 1 ? old.version : 1;
+		if (exists)
+			storage_record_clear(&old);
+		if (counter.version == INT64_MAX)
+			st = storage_error(h, STORAGE_BACKEND_ERROR, "lock fencing tokens exhausted");
+	}
+	if (st == STORAGE_OK)
+	{
+		rec.version = ++counter.version;
+		if ((st = write_record(h, ds, FENCES_NAME, &counter)) == STORAGE_OK &&
+			(st = write_record(h, ds, name, &rec)) == STORAGE_OK)
+			*fence = rec.version;
+	}
+	dir_unlock(lockfd);
+	return st;
+}
+
+/*
+ * Deletes (expires_at == 0) or re-expires the lock id if it is live with
+ * version fence; NOT_FOUND otherwise.
+ */
+static storage_status
+dir_lock_change(storage_client *h, dir_state *ds, const char *id,
+				const char *token, int64_t fence, int64_t expires_at)
+{
+	char		name[NAME_BUF];
+	storage_record rec;
+	bool		exists;
+	int			lockfd;
+	storage_status st;
+
+	id_to_name(id, name);
+	if ((st = dir_lock(h, ds, LOCK_EX, &lockfd)) != STORAGE_OK)
+		return st;
+	st = read_id(h, ds, id, name, &rec, &exists);
+	if (st == STORAGE_OK)
+	{
+		if (!exists || rec.version != fence ||
+			!storage_is_live(rec.expires_at, storage_clock_now(h)))
+			st = storage_error(h, STORAGE_NOT_FOUND,
+							   "lock \"%s\" is not held with fence %lld",
+							   token, (long long) fence);
+		else if (expires_at != STORAGE_NEVER)
+		{
+			rec.expires_at = expires_at;
+			st = write_record(h, ds, name, &rec);
+		}
+		else if (unlinkat(ds->dirfd, name, 0) != 0 || fsync(ds->dirfd) != 0)
+			st = storage_error(h, STORAGE_BACKEND_ERROR,
+							   "could not remove \"%s/%s\": %m", ds->path, name);
+		if (exists)
+			storage_record_clear(&rec);
+	}
+	dir_unlock(lockfd);
+	return st;
+}
+
+static storage_status
+dir_lock_release(storage_client *h, void *state, const char *id,
+				 const char *token, int64_t fence)
+{
+	return dir_lock_change(h, state, id, token, fence, STORAGE_NEVER);
+}
+
+static storage_status
+dir_lock_extend(storage_client *h, void *state, const char *id,
+				const char *token, int64_t fence, int64_t ttl,
+				int64_t expires_at)
+{
+	(void) ttl;
+	return dir_lock_change(h, state, id, token, fence, expires_at);
+}
+
 const storage_backend_ops storage_dir_backend = {
 	.name = "dir",
 	.clock_is_server = false,
@@ -960,4 +1073,7 @@ const storage_backend_ops storage_dir_backend = {
 	.fetch_many = dir_fetch_many,
 	.save_many = dir_save_many,
 	.delete_many = dir_delete_many,
+	.lock_acquire = dir_lock_acquire,
+	.lock_release = dir_lock_release,
+	.lock_extend = dir_lock_extend,
 };

@@ -30,6 +30,7 @@ typedef struct mem_state
 	mem_entry **buckets;
 	size_t		nbuckets;		/* power of two */
 	size_t		nentries;
+	int64_t		last_fence;		/* the last lock fencing token handed out */
 } mem_state;
 
 /* FNV-1a */
@@ -56,6 +57,7 @@ mem_open(storage_client *h, const char *spec, void **state)
 	if (ms == NULL)
 		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
 	ms->nbuckets = 64;
+	ms->last_fence = 1;			/* tokens start at 2 (see storage_backend.h) */
 	ms->buckets = calloc(ms->nbuckets, sizeof(mem_entry *));
 	if (ms->buckets == NULL)
 	{
@@ -392,6 +394,72 @@ mem_delete_many(storage_client *h, void *state, const char *const *ids,
 	return STORAGE_OK;
 }
 
+/* ---- locks with fencing tokens (the counter lives as long as the store) -- */
+
+static storage_status
+mem_lock_acquire(storage_client *h, void *state, const char *id,
+				 const char *token, int64_t ttl, int64_t expires_at,
+				 int64_t *fence)
+{
+	mem_state  *ms = state;
+	storage_record rec = {.id = (char *) id, .expires_at = expires_at};
+	mem_entry **link;
+	storage_status st;
+
+	(void) ttl;
+	if (ms->last_fence == INT64_MAX)
+		return storage_error(h, STORAGE_BACKEND_ERROR, "lock fencing tokens exhausted");
+	/* a create: ALREADY_EXISTS (retry) if a live record holds the lock */
+	if ((st = mem_save(h, state, &rec, 0)) != STORAGE_OK)
+		return st == STORAGE_VERSION_CONFLICT ?
+			storage_error(h, STORAGE_ALREADY_EXISTS, "lock \"%s\" is held", token) : st;
+	link = mem_find(ms, id, hash_id(id));
+	(*link)->rec.version = *fence = ++ms->last_fence;
+	return STORAGE_OK;
+}
+
+/* The entry of the live lock id held with fence, or NULL. */
+static mem_entry **
+mem_held(storage_client *h, mem_state *ms, const char *id, int64_t fence)
+{
+	mem_entry **link = mem_find(ms, id, hash_id(id));
+
+	if (*link && (*link)->rec.version == fence &&
+		storage_is_live((*link)->rec.expires_at, storage_clock_now(h)))
+		return link;
+	return NULL;
+}
+
+static storage_status
+mem_lock_release(storage_client *h, void *state, const char *id,
+				 const char *token, int64_t fence)
+{
+	mem_entry **link = mem_held(h, state, id, fence);
+
+	if (link == NULL)
+		return storage_error(h, STORAGE_NOT_FOUND,
+							 "lock \"%s\" is not held with fence %lld",
+							 token, (long long) fence);
+	mem_remove(state, link);
+	return STORAGE_OK;
+}
+
+static storage_status
+mem_lock_extend(storage_client *h, void *state, const char *id,
+				const char *token, int64_t fence, int64_t ttl,
+				int64_t expires_at)
+{
+	mem_entry **link = mem_held(h, state, id, fence);
+
+	(void) ttl;
+	if (link == NULL)
+		return storage_error(h, STORAGE_NOT_FOUND,
+							 "lock \"%s\" is not held with fence %lld",
+							 token, (long long) fence);
+	(*link)->rec.expires_at = expires_at;
+	return STORAGE_OK;
+}
+
 const storage_backend_ops storage_memory_backend = {
 	.name = "memory",
 	.clock_is_server = false,
@@ -405,4 +473,7 @@ const storage_backend_ops storage_memory_backend = {
 	.fetch_many = mem_fetch_many,
 	.save_many = mem_save_many,
 	.delete_many = mem_delete_many,
+	.lock_acquire = mem_lock_acquire,
+	.lock_release = mem_lock_release,
+	.lock_extend = mem_lock_extend,
 };

@@ -45,6 +45,7 @@
 #define INT8OID			20
 #define TEXTOID			25
 #define TIMESTAMPTZOID	1184
+#define INTERVALOID		1186
 #define BYTEAARRAYOID	1001
 #define TEXTARRAYOID	1009
 #define INT8ARRAYOID	1016
@@ -66,6 +67,7 @@ enum
 	STMT_SAVE, STMT_FETCH, STMT_DELETE, STMT_PURGE, STMT_LIST,
 	NCORE_STMTS,				/* the above are prepared at connect time */
 	STMT_FETCH_MANY = NCORE_STMTS, STMT_SAVE_MANY, STMT_DELETE_MANY,
+	STMT_LOCK_ACQUIRE, STMT_LOCK_RELEASE, STMT_LOCK_EXTEND,
 	NSTMTS
 };
 
@@ -94,6 +96,16 @@ static const pg_stmt stmts[NSTMTS] = {
 	[STMT_DELETE_MANY] = {"storage_client_delete_many",
 		"SELECT storage_delete_many($1)",
 	1, {TEXTARRAYOID}},
+	/* release 1.1 of the extension: locks with fencing tokens */
+	[STMT_LOCK_ACQUIRE] = {"storage_client_lock_acquire",
+		"SELECT storage_acquire_lock($1, $2)",
+	2, {TEXTOID, INTERVALOID}},
+	[STMT_LOCK_RELEASE] = {"storage_client_lock_release",
+		"SELECT storage_release_lock($1, $2)",
+	2, {TEXTOID, INT8OID}},
+	[STMT_LOCK_EXTEND] = {"storage_client_lock_extend",
+		"SELECT storage_extend_lock($1, $2, $3)",
+	3, {TEXTOID, INT8OID, INTERVALOID}},
 };
 
 typedef struct pg_state
@@ -819,6 +831,89 @@ pg_delete_many(storage_client *h, void *state, const char *const *ids,
 	return st;
 }
 
+/* ---- locks with fencing tokens: the extension's functions ---------------- */
+
+/* Binary interval of ttl usec: int64 time, int32 days, int32 months. */
+static void
+put_interval(char *p, int64_t usec)
+{
+	put_be64(p, (uint64_t) usec);
+	memset(p + 8, 0, 8);
+}
+
+/* The server waits for the lock (the handle's mutex is held meanwhile). */
+static storage_status
+pg_lock_acquire(storage_client *h, void *state, const char *id,
+				const char *token, int64_t ttl, int64_t expires_at,
+				int64_t *fence)
+{
+	char		ttl_buf[16];
+	const char *values[2] = {token, ttl_buf};
+	int			lengths[2] = {(int) strlen(token), 16};
+	PGresult   *res;
+	storage_status st;
+
+	(void) id;
+	(void) expires_at;
+	put_interval(ttl_buf, ttl);
+	if ((st = run(h, state, STMT_LOCK_ACQUIRE, values, lengths, false, &res)) != STORAGE_OK)
+		return st;
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0) || PQgetlength(res, 0, 0) != 8)
+		st = storage_error(h, STORAGE_BACKEND_ERROR,
+						   "storage_acquire_lock returned no fencing token (is the extension at release 1.1?)");
+	else
+		*fence = (int64_t) get_be64(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return st;
+}
+
+static storage_status
+pg_lock_release(storage_client *h, void *state, const char *id,
+				const char *token, int64_t fence)
+{
+	char		fence_buf[8];
+	const char *values[2] = {token, fence_buf};
+	int			lengths[2] = {(int) strlen(token), 8};
+	PGresult   *res;
+	storage_status st;
+
+	(void) id;
+	put_be64(fence_buf, (uint64_t) fence);
+	if ((st = run(h, state, STMT_LOCK_RELEASE, values, lengths, false, &res)) == STORAGE_OK)
+		PQclear(res);
+	return st;
+}
+
+/* storage_extend_lock's false (not held with fence) is NOT_FOUND here. */
+static storage_status
+pg_lock_extend(storage_client *h, void *state, const char *id,
+			   const char *token, int64_t fence, int64_t ttl,
+			   int64_t expires_at)
+{
+	char		fence_buf[8];
+	char		ttl_buf[16];
+	const char *values[3] = {token, fence_buf, ttl_buf};
+	int			lengths[3] = {(int) strlen(token), 8, 16};
+	PGresult   *res;
+	storage_status st;
+
+	(void) id;
+	(void) expires_at;
+	put_be64(fence_buf, (uint64_t) fence);
+	put_interval(ttl_buf, ttl);
+	if ((st = run(h, state, STMT_LOCK_EXTEND, values, lengths, false, &res)) != STORAGE_OK)
+		return st;
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0) || PQgetlength(res, 0, 0) != 1)
+		st = storage_error(h, STORAGE_BACKEND_ERROR,
+						   "unexpected result of storage_extend_lock");
+	else if (PQgetvalue(res, 0, 0)[0] == 0)
+		st = storage_error(h, STORAGE_NOT_FOUND,
+						   "lock \"%s\" is not held with fence %lld",
+						   token, (long long) fence);
+	PQclear(res);
+	return st;
+}
+
 const storage_backend_ops storage_pg_backend = {
 	.name = "postgresql",
 	.clock_is_server = true,
@@ -832,4 +927,7 @@ const storage_backend_ops storage_pg_backend = {
 	.fetch_many = pg_fetch_many,
 	.save_many = pg_save_many,
 	.delete_many = pg_delete_many,
+	.lock_acquire = pg_lock_acquire,
+	.lock_release = pg_lock_release,
+	.lock_extend = pg_lock_extend,
 };

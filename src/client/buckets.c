@@ -610,6 +610,86 @@ storage_release_lock(storage_client *h, const char *token)
 	return STORAGE_OK;
 }
 
+/*
+ * Fenced locks: validated here, run by the backend's lock operations (see
+ * storage_backend.h), which keep the token with the lock atomically; the
+ * plain save and delete above cannot, because a save over an expired lock
+ * restarts its version at 1.
+ */
+storage_status
+storage_acquire_lock_fenced(storage_client *h, const char *token, int64_t ttl,
+							int64_t *fence)
+{
+	char		id[ID_BUF];
+	long		backoff_ns = 1000000;	/* 1 ms, doubling up to 50 ms */
+	storage_status st;
+
+	if (h == NULL)
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
+	if (fence == NULL)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT, "fence is NULL");
+	*fence = 0;
+	if ((st = lock_id(h, token, id)) != STORAGE_OK)
+		return st;
+	if (ttl <= 0)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "lock ttl must be positive");
+	for (;;)
+	{
+		struct timespec ts;
+
+		st = storage_lock_call(h, STORAGE_LOCK_ACQUIRE, id, token, 0, ttl, fence);
+		if (st != STORAGE_ALREADY_EXISTS)
+			return st;
+		ts.tv_sec = 0;
+		ts.tv_nsec = backoff_ns;
+		nanosleep(&ts, NULL);
+		if (backoff_ns < 50000000)
+			backoff_ns *= 2;
+	}
+}
+
+static storage_status
+check_fence(storage_client *h, int64_t fence)
+{
+	if (fence < 1)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "fence must be positive");
+	return STORAGE_OK;
+}
+
+storage_status
+storage_release_lock_fenced(storage_client *h, const char *token, int64_t fence)
+{
+	char		id[ID_BUF];
+	storage_status st;
+
+	if (h == NULL)
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
+	if ((st = lock_id(h, token, id)) != STORAGE_OK ||
+		(st = check_fence(h, fence)) != STORAGE_OK)
+		return st;
+	return storage_lock_call(h, STORAGE_LOCK_RELEASE, id, token, fence, 0, NULL);
+}
+
+storage_status
+storage_extend_lock(storage_client *h, const char *token, int64_t fence,
+					int64_t ttl)
+{
+	char		id[ID_BUF];
+	storage_status st;
+
+	if (h == NULL)
+		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
+	if ((st = lock_id(h, token, id)) != STORAGE_OK ||
+		(st = check_fence(h, fence)) != STORAGE_OK)
+		return st;
+	if (ttl <= 0)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "lock ttl must be positive");
+	return storage_lock_call(h, STORAGE_LOCK_EXTEND, id, token, fence, ttl, NULL);
+}
+
 /* ---- freeing ----------------------------------------------------------- */
 
 void

@@ -467,6 +467,51 @@ storage_list(storage_client *h, const char *prefix,
 	return STORAGE_OK;
 }
 
+/* ---- fenced locks (buckets.c validates, this dispatches) ----------------- */
+
+storage_status
+storage_lock_call(storage_client *h, storage_lock_op op, const char *id,
+				  const char *token, int64_t fence, int64_t ttl,
+				  int64_t *fence_out)
+{
+	const storage_backend_ops *ops = h->ops;
+	int64_t		expires_at = 0;
+	storage_status st;
+
+	if ((op == STORAGE_LOCK_ACQUIRE && ops->lock_acquire == NULL) ||
+		(op == STORAGE_LOCK_RELEASE && ops->lock_release == NULL) ||
+		(op == STORAGE_LOCK_EXTEND && ops->lock_extend == NULL))
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "the %s backend has no locks with fencing tokens",
+							 ops->name);
+	pthread_mutex_lock(&h->mutex);
+	if (op != STORAGE_LOCK_RELEASE)
+	{
+		if (__builtin_add_overflow(storage_clock_now(h), ttl, &expires_at))
+		{
+			pthread_mutex_unlock(&h->mutex);
+			return storage_error(h, STORAGE_INVALID_ARGUMENT, "lock ttl is too large");
+		}
+		if (expires_at == STORAGE_NEVER)
+			expires_at = 1;		/* a clock at the epoch: expired, not "never" */
+	}
+	switch (op)
+	{
+		case STORAGE_LOCK_ACQUIRE:
+			st = ops->lock_acquire(h, h->state, id, token, ttl, expires_at, fence_out);
+			break;
+		case STORAGE_LOCK_RELEASE:
+			st = ops->lock_release(h, h->state, id, token, fence);
+			break;
+		case STORAGE_LOCK_EXTEND:
+		default:
+			st = ops->lock_extend(h, h->state, id, token, fence, ttl, expires_at);
+			break;
+	}
+	pthread_mutex_unlock(&h->mutex);
+	return st;
+}
+
 /* ---- batch operations ---------------------------------------------------- */
 
 /* check_id for element i of a batch, naming the element */

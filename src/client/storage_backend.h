@@ -99,7 +99,52 @@ typedef struct storage_backend_ops
 	storage_status (*delete_many) (storage_client *h, void *state,
 								   const char *const *ids, size_t n,
 								   int64_t *count);
+
+	/*
+	 * Optional locks with fencing tokens (NULL: the fenced lock calls
+	 * return STORAGE_INVALID_ARGUMENT).  id is ".locks/<token>" (both
+	 * valid), ttl > 0 usec and expires_at = now + ttl by h's clock (a
+	 * backend with clock_is_server uses ttl instead).  The lock record
+	 * holds the token as its version.  Each must be atomic with respect to
+	 * every other writer of the same data.
+	 * - lock_acquire: if no live record holds id, writes it with a token
+	 *   larger than any this store has handed out before (at least 2: 1 is
+	 *   a lock taken by a plain save) and sets *fence; otherwise returns
+	 *   STORAGE_ALREADY_EXISTS and the front end sleeps and retries.  It
+	 *   may instead wait itself (postgresql: the server waits).
+	 * - lock_release / lock_extend: delete the record / set its expiry
+	 *   only if it is live with version == fence, else STORAGE_NOT_FOUND.
+	 */
+	storage_status (*lock_acquire) (storage_client *h, void *state,
+									const char *id, const char *token,
+									int64_t ttl, int64_t expires_at,
+									int64_t *fence);
+	storage_status (*lock_release) (storage_client *h, void *state,
+									const char *id, const char *token,
+									int64_t fence);
+	storage_status (*lock_extend) (storage_client *h, void *state,
+								   const char *id, const char *token,
+								   int64_t fence, int64_t ttl,
+								   int64_t expires_at);
 } storage_backend_ops;
+
+/* The lock operations of storage_backend_ops. */
+typedef enum storage_lock_op
+{
+	STORAGE_LOCK_ACQUIRE,
+	STORAGE_LOCK_RELEASE,
+	STORAGE_LOCK_EXTEND
+} storage_lock_op;
+
+/*
+ * buckets.c's fenced locks: one backend lock operation under h's mutex,
+ * with expires_at computed from h's clock (client.c).  id and token are
+ * valid, ttl > 0 for acquire and extend.
+ */
+extern storage_status storage_lock_call(storage_client *h, storage_lock_op op,
+										const char *id, const char *token,
+										int64_t fence, int64_t ttl,
+										int64_t *fence_out);
 
 /* ---- helpers provided by client.c ---------------------------------------- */
 

@@ -293,8 +293,43 @@ extern STORAGE_API storage_status storage_delete_bucket(storage_client *h,
 /* Blocks (short backoff) until the lock ".locks/<token>" is free. */
 extern STORAGE_API storage_status storage_acquire_lock(storage_client *h,
 										   const char *token, int64_t ttl);
+/*
+ * Deletes the lock whoever holds it: unsafe once the caller's lease may
+ * have run out (another client may hold the lock by then).  Use
+ * storage_release_lock_fenced.
+ */
 extern STORAGE_API storage_status storage_release_lock(storage_client *h,
 										   const char *token);
+
+/*
+ * Locks with fencing tokens.  A lease (ttl, usec, > 0) can run out while
+ * its holder still works, and another client then takes the lock.
+ * storage_acquire_lock_fenced blocks like storage_acquire_lock and sets
+ * *fence to a token larger than that of every earlier holder of the lock
+ * (also after it expired, was released or purged).  Give the token to the
+ * resource the lock protects, so that it can refuse a stale holder, and
+ * to the calls below, which act only while the lock is held (live) with
+ * that token and otherwise return STORAGE_NOT_FOUND, changing nothing:
+ * - storage_release_lock_fenced releases the lock;
+ * - storage_extend_lock renews the lease to end ttl from now (keepalive);
+ *   a lease that already ran out is not revived.
+ * Tokens start at 2: a lock taken by storage_acquire_lock (no token) has
+ * version 1.  Backends: memory (per store), dir (a counter file ".fences"
+ * in the directory) and postgresql (the extension's storage_acquire_lock,
+ * storage_release_lock(token, fence) and storage_extend_lock: release 1.1
+ * of the extension and EXECUTE on them; the server waits and judges the
+ * lease by its clock).  Other backends return STORAGE_INVALID_ARGUMENT.
+ */
+extern STORAGE_API storage_status storage_acquire_lock_fenced(storage_client *h,
+												  const char *token,
+												  int64_t ttl,
+												  int64_t *fence);
+extern STORAGE_API storage_status storage_release_lock_fenced(storage_client *h,
+												  const char *token,
+												  int64_t fence);
+extern STORAGE_API storage_status storage_extend_lock(storage_client *h,
+										  const char *token,
+										  int64_t fence, int64_t ttl);
 
 extern STORAGE_API void storage_strings_free(char **strs, size_t n);
 extern STORAGE_API void storage_items_free(storage_item *items, size_t n);

@@ -1041,6 +1041,142 @@ test_lock_handoff(void **state)
 	ST(f->h, storage_release_lock(f->h, "handoff"), STORAGE_OK);
 }
 
+/*
+ * Locks with fencing tokens: the stolen lock.  A's lease runs out while A
+ * still works and B (another handle on the same store; memory: the same
+ * handle, its stores are private) takes the lock over: A's fenced release
+ * and extend must fail and leave B's lock alone, and B's token is larger,
+ * also after a release and after the purge of an expired lock record.
+ */
+static void
+test_fenced_locks(void **state)
+{
+	fixture    *f = *state;
+	storage_client *a = f->h;
+	storage_client *b = f->h;
+	int64_t		fa,
+				fb,
+				fc,
+				fd,
+				count;
+	storage_record r;
+
+	if (strcmp(f->backend, "memory") != 0)
+		ST(NULL, open_peer(f, &b), STORAGE_OK);
+
+	/* bad input */
+	ST(a, storage_acquire_lock_fenced(a, "t", 0, &fa), STORAGE_INVALID_ARGUMENT);
+	ST(a, storage_acquire_lock_fenced(a, "t", -1, &fa), STORAGE_INVALID_ARGUMENT);
+	ST(a, storage_acquire_lock_fenced(a, "t", TICK, NULL), STORAGE_INVALID_ARGUMENT);
+	ST(a, storage_acquire_lock_fenced(a, NULL, TICK, &fa), STORAGE_INVALID_ARGUMENT);
+	ST(a, storage_acquire_lock_fenced(a, "a/b", TICK, &fa), STORAGE_INVALID_ARGUMENT);
+	ST(a, storage_acquire_lock_fenced(a, ".x", TICK, &fa), STORAGE_INVALID_ARGUMENT);
+	ST(a, storage_acquire_lock_fenced(NULL, "t", TICK, &fa), STORAGE_INVALID_ARGUMENT);
+	ST(a, storage_release_lock_fenced(a, "t", 0), STORAGE_INVALID_ARGUMENT);
+	ST(a, storage_release_lock_fenced(a, "t", -5), STORAGE_INVALID_ARGUMENT);
+	ST(a, storage_release_lock_fenced(a, "", 2), STORAGE_INVALID_ARGUMENT);
+	ST(a, storage_extend_lock(a, "t", 0, TICK), STORAGE_INVALID_ARGUMENT);
+	ST(a, storage_extend_lock(a, "t", 2, 0), STORAGE_INVALID_ARGUMENT);
+	ST(a, storage_extend_lock(a, "t", 2, -1), STORAGE_INVALID_ARGUMENT);
+	ST(a, storage_extend_lock(a, NULL, 2, TICK), STORAGE_INVALID_ARGUMENT);
+	/* a free lock is held with no token */
+	ST(a, storage_release_lock_fenced(a, "t", 2), STORAGE_NOT_FOUND);
+	ST(a, storage_extend_lock(a, "t", 2, TICK), STORAGE_NOT_FOUND);
+
+	/* A takes the lock with a short lease; the token is the record's version */
+	ST(a, storage_acquire_lock_fenced(a, "t", TICK, &fa), STORAGE_OK);
+	assert_true(fa >= 2);
+	ST(a, storage_fetch(a, ".locks/t", &r), STORAGE_OK);
+	assert_int_equal(r.version, fa);
+	storage_record_clear(&r);
+	ST(a, storage_release_lock_fenced(a, "t", fa + 1), STORAGE_NOT_FOUND);
+	ST(a, storage_extend_lock(a, "t", fa + 1, TICK), STORAGE_NOT_FOUND);
+	ST(a, storage_extend_lock(a, "t", fa, TICK), STORAGE_OK);
+
+	/* the lease runs out while A still works: not revived, B takes over */
+	advance(f, 2 * TICK);
+	ST(a, storage_extend_lock(a, "t", fa, TICK), STORAGE_NOT_FOUND);
+	ST(b, storage_acquire_lock_fenced(b, "t", 100 * TICK, &fb), STORAGE_OK);
+	assert_true(fb > fa);
+	/* A's release and extend are refused, and B still holds the lock */
+	ST(a, storage_release_lock_fenced(a, "t", fa), STORAGE_NOT_FOUND);
+	ST(a, storage_extend_lock(a, "t", fa, 100 * TICK), STORAGE_NOT_FOUND);
+	ST(a, storage_fetch(a, ".locks/t", &r), STORAGE_OK);
+	assert_int_equal(r.version, fb);
+	storage_record_clear(&r);
+	ST(b, storage_extend_lock(b, "t", fb, 100 * TICK), STORAGE_OK);
+	ST(b, storage_release_lock_fenced(b, "t", fb), STORAGE_OK);
+	ST(b, storage_release_lock_fenced(b, "t", fb), STORAGE_NOT_FOUND);
+
+	/* after a release the next token is larger */
+	ST(a, storage_acquire_lock_fenced(a, "t", TICK, &fc), STORAGE_OK);
+	assert_true(fc > fb);
+	/* and after the expired lock record was purged, larger still */
+	advance(f, 2 * TICK);
+	ST(a, storage_purge_expired(a, 0, &count), STORAGE_OK);
+	assert_true(count >= 1);
+	ST(b, storage_acquire_lock_fenced(b, "t", 100 * TICK, &fd), STORAGE_OK);
+	assert_true(fd > fc);
+
+	/* the plain release still removes whoever holds the lock */
+	ST(a, storage_release_lock(a, "t"), STORAGE_OK);
+	ST(b, storage_release_lock_fenced(b, "t", fd), STORAGE_NOT_FOUND);
+	/* a lock taken without a token is held with none of the tokens */
+	ST(a, storage_acquire_lock(a, "u", 100 * TICK), STORAGE_OK);
+	ST(a, storage_release_lock_fenced(a, "u", fd), STORAGE_NOT_FOUND);
+	ST(a, storage_extend_lock(a, "u", fd, TICK), STORAGE_NOT_FOUND);
+	ST(a, storage_release_lock(a, "u"), STORAGE_OK);
+	if (b != a)
+		storage_close(b);
+}
+
+typedef struct fenced_arg
+{
+	storage_client *h;
+	atomic_int *released;
+	storage_status st;
+	int64_t		fence;
+	int			released_seen;
+} fenced_arg;
+
+static void *
+fenced_thread(void *p)
+{
+	fenced_arg *a = p;
+
+	a->st = storage_acquire_lock_fenced(a->h, "handoff", 1000 * TICK, &a->fence);
+	a->released_seen = atomic_load(a->released);
+	return NULL;
+}
+
+/* A waiter gets the lock when the holder's fenced release frees it. */
+static void
+test_fenced_lock_handoff(void **state)
+{
+	fixture    *f = *state;
+	atomic_int	released = 0;
+	fenced_arg	a = {.released = &released};
+	pthread_t	th;
+	int64_t		fence;
+
+	ST(f->h, storage_acquire_lock_fenced(f->h, "handoff", 1000 * TICK, &fence), STORAGE_OK);
+	a.h = f->h;
+	if (strcmp(f->backend, "memory") != 0)
+		ST(NULL, open_peer(f, &a.h), STORAGE_OK);
+	pthread_create(&th, NULL, fenced_thread, &a);
+	sleep_us(150 * STORAGE_MSEC);	/* the waiter is blocked meanwhile */
+	atomic_store(&released, 1);
+	ST(f->h, storage_release_lock_fenced(f->h, "handoff", fence), STORAGE_OK);
+	pthread_join(th, NULL);
+	if (a.h != f->h)
+		storage_close(a.h);
+	assert_int_equal(a.st, STORAGE_OK);
+	assert_int_equal(a.released_seen, 1);
+	assert_true(a.fence > fence);
+	ST(f->h, storage_release_lock_fenced(f->h, "handoff", fence), STORAGE_NOT_FOUND);
+	ST(f->h, storage_release_lock_fenced(f->h, "handoff", a.fence), STORAGE_OK);
+}
+
 /* ---- races ------------------------------------------------------------- */
 
 #define COUNTER_ID "race/counter"
@@ -1866,6 +2002,8 @@ static const struct CMUnitTest common_tests[] = {
 	T(test_delete_key_and_bucket),
 	T(test_locks),
 	T(test_lock_handoff),
+	T(test_fenced_locks),
+	T(test_fenced_lock_handoff),
 	T(test_race_threads),
 	T(test_batch_save_kinds),
 	T(test_batch_save_conflict),
