@@ -8,7 +8,10 @@
  *	  statements with binary parameters and results.  Batch arguments are
  *	  sent as binary arrays (no quoting or escaping: any id round-trips);
  *	  the batch statements are prepared on first use, so a server with an
- *	  older extension still serves the single-record calls.
+ *	  older extension still serves the single-record calls.  The locks
+ *	  with fencing tokens call storage_acquire_lock, storage_release_lock
+ *	  (token, fence) and storage_extend_lock of release 1.1, also
+ *	  prepared on first use.
  *
  *	  One PGconn per handle; the handle's mutex serializes its use.  Expiry
  *	  is judged by the server's clock (storage_now() in the extension), so
