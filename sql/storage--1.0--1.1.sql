@@ -16,6 +16,98 @@
 
 -- ==== purge: skipped rows, back-off, status ====
 
+-- storage_worker_status() and storage_status gain the rows the purge had
+-- to skip (a trigger or a foreign key refused them), the last reason, and
+-- the back-off of a database whose visits fail.  Their OUT columns
+-- change, so they are dropped and made again (the view first).
+DROP VIEW @extschema@.storage_status;
+DROP FUNCTION @extschema@.storage_status(boolean);
+DROP FUNCTION @extschema@.storage_worker_status();
+
+CREATE FUNCTION @extschema@.storage_worker_status(
+    OUT state text,
+    OUT launcher_pid integer,
+    OUT last_purge_start timestamptz,
+    OUT last_purge_end timestamptz,
+    OUT rows_purged_last bigint,
+    OUT rows_purged_total bigint,
+    OUT last_error text,
+    OUT rows_skipped_last bigint,
+    OUT rows_skipped_total bigint,
+    OUT last_skip_reason text,
+    OUT consecutive_failures integer,
+    OUT backoff_until timestamptz,
+    OUT log_lines_suppressed bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'storage_worker_status'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_worker_status() IS
+    'the expiry worker''s state for the current database, from shared memory (cheap)';
+
+-- The counts are made in C so that storage_status still answers (with
+-- NULL counts) when the records table is missing: then last_error says why
+-- nothing is purged.  Counting expired rows goes through the expiry-slot
+-- index (cost grows with the backlog only); live records are estimated
+-- from pg_class.reltuples unless exact => true asks for a full count.
+CREATE FUNCTION @extschema@.storage_record_counts(
+    exact boolean,
+    OUT live_records bigint,
+    OUT live_is_estimate boolean,
+    OUT expired_records bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'storage_record_counts'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_record_counts(boolean) IS
+    'the record counts of storage_status (NULL if the records table is missing); exact => true counts live records exactly (full scan)';
+
+CREATE FUNCTION @extschema@.storage_status(
+    exact boolean DEFAULT false,
+    OUT database name,
+    OUT live_records bigint,
+    OUT live_is_estimate boolean,
+    OUT expired_records bigint,
+    OUT worker_state text,
+    OUT launcher_pid integer,
+    OUT last_purge_start timestamptz,
+    OUT last_purge_end timestamptz,
+    OUT rows_purged_last bigint,
+    OUT rows_purged_total bigint,
+    OUT last_error text,
+    OUT rows_skipped_last bigint,
+    OUT rows_skipped_total bigint,
+    OUT last_skip_reason text,
+    OUT consecutive_failures integer,
+    OUT backoff_until timestamptz,
+    OUT log_lines_suppressed bigint)
+RETURNS record
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.current_database(), c.live_records, c.live_is_estimate,
+           c.expired_records, w.*
+      FROM @extschema@.storage_record_counts($1) c,
+           @extschema@.storage_worker_status() w
+$$;
+COMMENT ON FUNCTION @extschema@.storage_status(boolean) IS
+    'live and expired record counts and the expiry worker''s state for this database; exact => true counts live records exactly (full scan)';
+
+CREATE VIEW @extschema@.storage_status AS
+    SELECT * FROM @extschema@.storage_status(false);
+COMMENT ON VIEW @extschema@.storage_status IS
+    'at a glance: live records (estimated), expired records not yet purged, the expiry worker''s state, last purge, rows purged, last error, rows skipped and why, back-off';
+
+REVOKE ALL ON FUNCTION
+    @extschema@.storage_worker_status(),
+    @extschema@.storage_record_counts(boolean),
+    @extschema@.storage_status(boolean)
+FROM PUBLIC;
+REVOKE ALL ON @extschema@.storage_status FROM PUBLIC;
+-- monitoring roles may look at the figures
+GRANT EXECUTE ON FUNCTION @extschema@.storage_worker_status(),
+                          @extschema@.storage_status(boolean)
+   TO pg_monitor;
+GRANT SELECT ON @extschema@.storage_status TO pg_monitor;
+
 -- ==== locks with fencing tokens ====
 
 -- Fencing tokens: every take of a lock draws the next value and stores it

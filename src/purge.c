@@ -19,71 +19,308 @@
  * locks its rows with FOR UPDATE SKIP LOCKED and re-checks expires_at on
  * the newest version, serves where direct.c's rules send us to SPI.
  *
+ * Rows that cannot be deleted.  Only the statement path runs other code
+ * per row (triggers, the checks of foreign keys that refer to the table,
+ * rules), and that code may refuse to delete a row.  One such row must not
+ * stop the purge of all others, so a batch runs in a subtransaction; if it
+ * fails with an error that belongs to a row (anything but a cancel, a
+ * read-only transaction, missing privileges, a resource or internal
+ * error: see error_is_per_row), the batch is taken again as a list of
+ * candidates in (purge_after, id) order and deleted by halves, each in its
+ * own subtransaction, down to single rows: only the rows that fail are
+ * skipped, at the cost of a few subtransactions per skipped row.  The
+ * round then goes on after the last candidate, so the batches that follow
+ * never meet the skipped rows again, however many there are.
+ * Deferred constraints are checked at commit, outside of any batch: the
+ * worker makes them immediate in its own transactions (worker.c); a
+ * caller of storage_purge_expired() keeps its own constraint mode.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 
 #include "storage.h"
 
 PG_FUNCTION_INFO_V1(storage_purge_expired);
 
 /*
- * $1 now, $2 batch size, $3 end of the open expiry slot.  Slots that ended
- * hold only expired rows and come first in purge_after order; the open
- * slot is read up to its end with expires_at as the filter.
+ * The conditions of every statement below: $1 now, $3 the end of the open
+ * expiry slot, $4 and $5 where the round has got to (purge_after from $4
+ * on, and within $4 only the ids after $5; NULL: all of them).  Slots that
+ * ended hold only expired rows and come first in purge_after order; the
+ * open slot is read up to its end with expires_at as the filter.
  */
+#define PURGE_WHERE \
+"    WHERE s.purge_after OPERATOR(pg_catalog.>=) $4 " \
+"      AND s.purge_after OPERATOR(pg_catalog.<=) $3 " \
+"      AND s.expires_at OPERATOR(pg_catalog.<=) $1 " \
+"      AND ($5 IS NULL OR s.purge_after OPERATOR(pg_catalog.>) $4 " \
+"           OR s.id OPERATOR(pg_catalog.>) $5) "
+
+/* the batch: at most $2 rows */
 static const char *const purge_batch_sql =
 "DELETE FROM %1$s AS r "
-"WHERE r.ctid = ANY (ARRAY("
+"WHERE r.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
 "    SELECT s.ctid FROM %1$s AS s "
-"    WHERE s.purge_after <= $3 AND s.expires_at <= $1 "
+PURGE_WHERE
 "    ORDER BY s.purge_after "
 "    LIMIT $2 "
 "    FOR UPDATE SKIP LOCKED)) "
-"  AND r.expires_at <= $1";
+"  AND r.expires_at OPERATOR(pg_catalog.<=) $1";
+
+/* after a batch failed: its rows, in an order the round can resume from */
+static const char *const purge_candidates_sql =
+"SELECT s.ctid, s.purge_after, s.id FROM %1$s AS s "
+PURGE_WHERE
+"ORDER BY s.purge_after, s.id "
+"LIMIT $2";
+
+/* $1 now, $2 some of the candidates (tid[]) */
+static const char *const purge_tids_sql =
+"DELETE FROM %1$s AS r "
+"WHERE r.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+"    SELECT s.ctid FROM %1$s AS s "
+"    WHERE s.ctid OPERATOR(pg_catalog.=) ANY ($2) "
+"      AND s.expires_at OPERATOR(pg_catalog.<=) $1 "
+"    FOR UPDATE SKIP LOCKED)) "
+"  AND r.expires_at OPERATOR(pg_catalog.<=) $1";
+
+void
+storage_purge_round_init(StoragePurgeRound *round)
+{
+	memset(round, 0, sizeof(StoragePurgeRound));
+	round->resume = DT_NOBEGIN;
+}
+
+/*
+ * Errors that say nothing about a particular row: the purge as a whole
+ * cannot go on, and the caller must hear it (a read-only transaction is
+ * the caller's choice, 25006 like any write; a cancel or shutdown is not
+ * a row's fault).  Everything else, whatever the SQLSTATE a trigger chose,
+ * is taken as the refusal of some row.
+ */
+static bool
+error_is_per_row(const ErrorData *edata)
+{
+	switch (ERRCODE_TO_CATEGORY(edata->sqlerrcode))
+	{
+		case ERRCODE_INVALID_TRANSACTION_STATE: /* 25: read-only, ... */
+		case ERRCODE_INSUFFICIENT_RESOURCES:	/* 53 */
+		case ERRCODE_PROGRAM_LIMIT_EXCEEDED:	/* 54 */
+		case ERRCODE_OPERATOR_INTERVENTION:	/* 57: cancel, shutdown */
+		case ERRCODE_SYSTEM_ERROR:	/* 58 */
+		case ERRCODE_INTERNAL_ERROR:	/* XX */
+			return false;
+		default:
+			return edata->sqlerrcode != ERRCODE_INSUFFICIENT_PRIVILEGE;
+	}
+}
+
+/*
+ * Runs plan with values in a subtransaction, the way PL/pgSQL runs an
+ * exception block.  Returns true and sets *processed if it succeeded;
+ * returns false and sets *edata (in the caller's memory context) if it
+ * failed with an error that belongs to a row; re-throws any other error.
+ */
+static bool
+execute_in_subxact(SPIPlanPtr plan, Datum *values, const char *nulls,
+				   uint64 *processed, ErrorData **edata)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		/* not only SPI_OK_DELETE: a DBA's rule may do something instead */
+		int			ret = SPI_execute_plan(plan, values, nulls, false, 0);
+
+		if (ret < 0)
+			elog(ERROR, "could not purge expired records: %s",
+				 SPI_result_code_string(ret));
+		*processed = SPI_processed;
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		*edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (!error_is_per_row(*edata))
+			ReThrowError(*edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+static void
+note_skipped(StoragePurgeRound *round, int64 rows, ErrorData *edata)
+{
+	round->skipped += rows;
+	snprintf(round->skip_reason, sizeof(round->skip_reason), "%s: %s",
+			 unpack_sql_state(edata->sqlerrcode), edata->message);
+}
+
+/*
+ * Deletes the candidates tids[0..n), by halves where a delete fails, down
+ * to the single rows that fail; those are skipped.  Returns the rows
+ * deleted.
+ */
+static uint64
+purge_tids(TimestampTz now, ItemPointerData *tids, int n,
+		   StoragePurgeRound *round)
+{
+	Oid			argtypes[2] = {TIMESTAMPTZOID, TIDARRAYOID};
+	Datum		values[2];
+	Datum	   *elems;
+	ArrayType  *arr;
+	uint64		deleted = 0;
+	ErrorData  *edata = NULL;
+	int			i;
+
+	CHECK_FOR_INTERRUPTS();
+	elems = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		elems[i] = PointerGetDatum(&tids[i]);
+	arr = construct_array(elems, n, TIDOID, sizeof(ItemPointerData), false,
+						  TYPALIGN_SHORT);
+	values[0] = TimestampTzGetDatum(now);
+	values[1] = PointerGetDatum(arr);
+	if (!execute_in_subxact(storage_plan(PLAN_PURGE_TIDS, purge_tids_sql,
+										 2, argtypes),
+							values, NULL, &deleted, &edata))
+	{
+		if (n == 1)
+			note_skipped(round, 1, edata);
+		else
+			deleted = purge_tids(now, tids, n / 2, round) +
+				purge_tids(now, tids + n / 2, n - n / 2, round);
+		FreeErrorData(edata);
+	}
+	pfree(arr);
+	pfree(elems);
+	return deleted;
+}
+
+/*
+ * The statement path's batch, in a subtransaction; if a row made it fail,
+ * the same rows again in (purge_after, id) order, deleted by halves.
+ */
+static uint64
+purge_batch_spi(TimestampTz now, int batch_size, StoragePurgeRound *round)
+{
+	Oid			argtypes[5] = {TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID,
+	TIMESTAMPTZOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', 'n'};
+	SPIPlanPtr	plan;
+	uint64		deleted = 0;
+	ErrorData  *edata = NULL;
+	ItemPointerData *tids;
+	SPITupleTable *tuptable;
+	bool		isnull;
+	int			ret;
+	int			n;
+	int			i;
+
+	values[0] = TimestampTzGetDatum(now);
+	values[1] = Int64GetDatum(batch_size);
+	values[2] = TimestampTzGetDatum(storage_slot_end(now));
+	values[3] = TimestampTzGetDatum(round->resume);
+	values[4] = (Datum) 0;
+	if (round->resume_has_id)
+	{
+		values[4] = CStringGetTextDatum(round->resume_id);
+		nulls[4] = ' ';
+	}
+	plan = storage_plan(PLAN_PURGE_BATCH, purge_batch_sql, 5, argtypes);
+	if (execute_in_subxact(plan, values, nulls, &deleted, &edata))
+	{
+		round->more = deleted >= (uint64) batch_size;
+		return deleted;
+	}
+	FreeErrorData(edata);
+
+	plan = storage_plan(PLAN_PURGE_CANDIDATES, purge_candidates_sql, 5,
+						argtypes);
+	ret = SPI_execute_plan(plan, values, nulls, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not list expired records: %s",
+			 SPI_result_code_string(ret));
+	tuptable = SPI_tuptable;
+	n = (int) SPI_processed;
+	round->more = n >= batch_size;
+	if (n == 0)
+		return 0;
+	tids = palloc(sizeof(ItemPointerData) * n);
+	for (i = 0; i < n; i++)
+		tids[i] = *(ItemPointer) DatumGetPointer(SPI_getbinval(tuptable->vals[i],
+													 tuptable->tupdesc, 1,
+													 &isnull));
+	/* the round goes on after the last candidate, deleted or not */
+	round->resume = DatumGetTimestampTz(SPI_getbinval(tuptable->vals[n - 1],
+													  tuptable->tupdesc, 2,
+													  &isnull));
+	text_to_cstring_buffer(DatumGetTextPP(SPI_getbinval(tuptable->vals[n - 1],
+														tuptable->tupdesc, 3,
+														&isnull)),
+						   round->resume_id, sizeof(round->resume_id));
+	round->resume_has_id = true;
+	SPI_freetuptable(tuptable);
+
+	deleted = purge_tids(now, tids, n, round);
+	pfree(tids);
+	return deleted;
+}
 
 /*
  * Deletes at most batch_size records that are expired at "now" and returns
- * how many it deleted.  *resume is where a round of batches has got to in
- * the purge index (TIMESTAMP_NOBEGIN at first); see storage_writer_purge(),
- * which does the work unless the SPI statement must (direct.c's rules),
- * and which alone uses it.  Must be called inside SPI_connect().
+ * how many it deleted; skips the rows that cannot be deleted and notes
+ * them in *round, which also says whether to go on (round->more).  Uses
+ * the direct write path (storage_writer_purge) unless direct.c's rules
+ * send it to SPI.  Must be called inside SPI_connect().
  */
 uint64
-storage_purge_batch(TimestampTz now, int batch_size, TimestampTz *resume)
+storage_purge_batch(TimestampTz now, int batch_size, StoragePurgeRound *round)
 {
-	Oid			argtypes[3] = {TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID};
-	Datum		values[3];
-	SPIPlanPtr	plan;
 	StorageWriter *w;
-	int			ret;
 
+	Assert(batch_size > 0);
 	/* the statement's FOR UPDATE needs UPDATE: same privileges both ways */
 	w = storage_writer_begin(ACL_SELECT | ACL_UPDATE | ACL_DELETE);
 	if (w != NULL)
 	{
-		int64		n = storage_writer_purge(w, now, batch_size, resume);
+		int64		n = storage_writer_purge(w, now, batch_size, &round->resume);
 
 		storage_writer_end(w);
 		if (n >= 0)
+		{
+			/* it runs no code per row: it skips nothing, resumes by slot */
+			round->resume_has_id = false;
+			round->more = n >= batch_size;
 			return (uint64) n;
+		}
 	}
-
-	plan = storage_plan(PLAN_PURGE_BATCH, purge_batch_sql, 3, argtypes);
-	values[0] = TimestampTzGetDatum(now);
-	values[1] = Int64GetDatum(batch_size);
-	values[2] = TimestampTzGetDatum(storage_slot_end(now));
-	ret = SPI_execute_plan(plan, values, NULL, false, 0);
-	if (ret != SPI_OK_DELETE)
-		elog(ERROR, "could not purge expired records: %s",
-			 SPI_result_code_string(ret));
-	return SPI_processed;
+	return purge_batch_spi(now, batch_size, round);
 }
 
 /*
@@ -100,7 +337,7 @@ storage_purge_expired(PG_FUNCTION_ARGS)
 	int64		max_rows = -1;
 	int64		total = 0;
 	TimestampTz now = storage_now();
-	TimestampTz resume = DT_NOBEGIN;
+	StoragePurgeRound round;
 
 	if (!PG_ARGISNULL(0))
 	{
@@ -112,22 +349,30 @@ storage_purge_expired(PG_FUNCTION_ARGS)
 					 errhint("Pass NULL to purge every expired record.")));
 	}
 
+	storage_purge_round_init(&round);
 	SPI_connect();
 	for (;;)
 	{
 		int			batch = storage_purge_batch_size;
-		uint64		n;
 
 		CHECK_FOR_INTERRUPTS();
 		if (max_rows >= 0 && max_rows - total < batch)
 			batch = (int) (max_rows - total);
 		if (batch <= 0)
 			break;
-		n = storage_purge_batch(now, batch, &resume);
-		total += n;
-		if (n < (uint64) batch)
+		total += storage_purge_batch(now, batch, &round);
+		if (!round.more)
 			break;
 	}
 	SPI_finish();
+
+	/* the caller learns of skipped rows without losing what was purged */
+	if (round.skipped > 0)
+		ereport(NOTICE,
+				(errmsg_plural("skipped %lld expired record that could not be deleted",
+							   "skipped %lld expired records that could not be deleted",
+							   round.skipped, (long long) round.skipped),
+				 errdetail("The last one failed with %s.", round.skip_reason),
+				 errhint("A trigger or a foreign key of another table keeps these records; they are purged once it lets them go.")));
 	PG_RETURN_INT64(total);
 }

@@ -17,8 +17,11 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "catalog/dependency.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_depend.h"
 #include "catalog/pg_extension.h"
 #include "utils/fmgroids.h"
 #include "commands/extension.h"
@@ -69,6 +72,43 @@ extension_schema(Oid extoid)
 	return nspoid;
 }
 
+/*
+ * The table that belongs to the extension, whatever its name and schema
+ * now (a DBA may have renamed or moved it); InvalidOid if there is none.
+ * Only for the error that says where it went.
+ */
+static Oid
+extension_member_table(Oid extoid)
+{
+	Relation	rel;
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			relid = InvalidOid;
+
+	rel = table_open(DependRelationId, AccessShareLock);
+	ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(ExtensionRelationId));
+	ScanKeyInit(&key[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, DependReferenceIndexId, true, NULL, 2, key);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tuple);
+
+		if (dep->classid == RelationRelationId &&
+			dep->deptype == DEPENDENCY_EXTENSION &&
+			get_rel_relkind(dep->objid) == RELKIND_RELATION)
+		{
+			relid = dep->objid;
+			break;
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return relid;
+}
+
 static bool
 rebuild_cache(bool missing_ok)
 {
@@ -101,10 +141,21 @@ rebuild_cache(bool missing_ok)
 	if (!OidIsValid(relid) && missing_ok)
 		return false;
 	if (!OidIsValid(relid))
+	{
+		Oid			moved = extension_member_table(extoid);
+
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("table \"%s\" of extension \"storage\" is missing",
-						RECORDS_TABLE)));
+						RECORDS_TABLE),
+				 OidIsValid(moved) ?
+				 errdetail("The extension's table is now %s.",
+						   quote_qualified_identifier(get_namespace_name(get_rel_namespace(moved)),
+													  get_rel_name(moved))) : 0,
+				 errhint("Expired records are not purged until the table is back as %s.",
+						 quote_qualified_identifier(get_namespace_name(nspoid),
+													RECORDS_TABLE))));
+	}
 
 	cached_table_name =
 		MemoryContextStrdup(TopMemoryContext,

@@ -14,7 +14,10 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/condition_variable.h"
@@ -29,16 +32,22 @@
 PG_FUNCTION_INFO_V1(storage_worker_status);
 PG_FUNCTION_INFO_V1(storage_worker_loaded);
 PG_FUNCTION_INFO_V1(storage_expiry_notice);
+PG_FUNCTION_INFO_V1(storage_record_counts);
 
-#define STATUS_SLOTS 128
+/* storage.status_slots, fixed at server start: the size of slots[] */
+int			storage_status_slots = 128;
 
 typedef struct StatusShared
 {
 	slock_t		mutex;
 	pid_t		launcher_pid;
-	StorageDbStatus slots[STATUS_SLOTS];
 	ConditionVariable lock_cv[STORAGE_LOCK_CV_SLOTS];
+	StorageDbStatus slots[FLEXIBLE_ARRAY_MEMBER];
 } StatusShared;
+
+#define STATUS_SHARED_SIZE \
+	add_size(offsetof(StatusShared, slots), \
+			 mul_size(storage_status_slots, sizeof(StorageDbStatus)))
 
 bool		storage_preloaded = false;
 static StatusShared *shared = NULL;
@@ -51,7 +60,7 @@ status_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(StatusShared)));
+	RequestAddinShmemSpace(MAXALIGN(STATUS_SHARED_SIZE));
 }
 
 static void
@@ -62,12 +71,12 @@ status_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	shared = ShmemInitStruct("storage expiry status", sizeof(StatusShared), &found);
+	shared = ShmemInitStruct("storage expiry status", STATUS_SHARED_SIZE, &found);
 	if (!found)
 	{
 		int			i;
 
-		memset(shared, 0, sizeof(StatusShared));
+		memset(shared, 0, STATUS_SHARED_SIZE);
 		SpinLockInit(&shared->mutex);
 		for (i = 0; i < STORAGE_LOCK_CV_SLOTS; i++)
 			ConditionVariableInit(&shared->lock_cv[i]);
@@ -118,7 +127,7 @@ storage_status_get(Oid dboid, StorageDbStatus *out)
 	if (shared == NULL)
 		return false;
 	SpinLockAcquire(&shared->mutex);
-	for (i = 0; i < STATUS_SLOTS && !found; i++)
+	for (i = 0; i < storage_status_slots && !found; i++)
 	{
 		if (shared->slots[i].dboid == dboid)
 		{
@@ -132,7 +141,8 @@ storage_status_get(Oid dboid, StorageDbStatus *out)
 
 /*
  * Replaces the slot of st->dboid (taking a free one if needed).  With more
- * databases than slots the extra ones are purged but not shown.
+ * databases than slots the extra ones are purged but not shown (and are
+ * not backed off: see worker.c).
  */
 void
 storage_status_put(const StorageDbStatus *st)
@@ -141,14 +151,14 @@ storage_status_put(const StorageDbStatus *st)
 	int			free_slot = -1;
 
 	SpinLockAcquire(&shared->mutex);
-	for (i = 0; i < STATUS_SLOTS; i++)
+	for (i = 0; i < storage_status_slots; i++)
 	{
 		if (shared->slots[i].dboid == st->dboid)
 			break;
 		if (free_slot < 0 && shared->slots[i].dboid == InvalidOid)
 			free_slot = i;
 	}
-	if (i == STATUS_SLOTS)
+	if (i == storage_status_slots)
 		i = free_slot;
 	if (i >= 0)
 		shared->slots[i] = *st;
@@ -162,9 +172,31 @@ storage_status_forget(Oid dboid)
 	int			i;
 
 	SpinLockAcquire(&shared->mutex);
-	for (i = 0; i < STATUS_SLOTS; i++)
+	for (i = 0; i < storage_status_slots; i++)
 	{
 		if (shared->slots[i].dboid == dboid)
+			memset(&shared->slots[i], 0, sizeof(StorageDbStatus));
+	}
+	SpinLockRelease(&shared->mutex);
+}
+
+/*
+ * Frees the slots of the databases not in dboids, the databases the
+ * launcher visits: a database that was dropped (or stopped accepting
+ * connections) is never visited again, so nothing else would free its slot
+ * and new databases would find none.
+ */
+void
+storage_status_keep_only(List *dboids)
+{
+	int			i;
+
+	SpinLockAcquire(&shared->mutex);
+	for (i = 0; i < storage_status_slots; i++)
+	{
+		Oid			dboid = shared->slots[i].dboid;
+
+		if (OidIsValid(dboid) && !list_member_oid(dboids, dboid))
 			memset(&shared->slots[i], 0, sizeof(StorageDbStatus));
 	}
 	SpinLockRelease(&shared->mutex);
@@ -216,20 +248,36 @@ storage_worker_loaded(PG_FUNCTION_ARGS)
 
 /*
  * storage_worker_status() -> (state, launcher_pid, last_start, last_end,
- *		rows_last, rows_total, last_error) for the current database
+ *		rows_last, rows_total, last_error, skipped_last, skipped_total,
+ *		last_skip_reason, consecutive_failures, backoff_until,
+ *		log_lines_suppressed) for the current database.  Release 1.0's SQL
+ *		declares only the first seven columns; heap_form_tuple takes as many
+ *		as the declaration has.
  */
+#define WORKER_STATUS_COLS 13
+
 Datum
 storage_worker_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[7];
-	bool		nulls[7] = {false, true, true, true, true, true, true};
+	Datum		values[WORKER_STATUS_COLS];
+	bool		nulls[WORKER_STATUS_COLS];
 	StorageDbStatus st;
 	pid_t		launcher = 0;
 	bool		have;
+	int			i;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	if (tupdesc->natts > WORKER_STATUS_COLS)
+		elog(ERROR, "return type has %d columns, expected at most %d",
+			 tupdesc->natts, WORKER_STATUS_COLS);
+	for (i = 0; i < WORKER_STATUS_COLS; i++)
+	{
+		values[i] = (Datum) 0;
+		nulls[i] = true;
+	}
+	nulls[0] = false;
 
 	if (shared != NULL)
 	{
@@ -247,8 +295,13 @@ storage_worker_status(PG_FUNCTION_ARGS)
 		values[0] = CStringGetTextDatum("not running: launcher not started (hot standby, or starting)");
 	else if (!have)
 		values[0] = CStringGetTextDatum("waiting for the first purge");
+	else if (st.purging)
+		values[0] = CStringGetTextDatum("purging");
+	else if (st.failures > 0)
+		values[0] = CStringGetTextDatum(psprintf("backing off: the last %d visits failed",
+												 st.failures));
 	else
-		values[0] = CStringGetTextDatum(st.purging ? "purging" : "idle");
+		values[0] = CStringGetTextDatum("idle");
 
 	/* the figures of earlier purges stay visible whatever the state */
 	if (have)
@@ -263,11 +316,101 @@ storage_worker_status(PG_FUNCTION_ARGS)
 		nulls[5] = false;
 		values[6] = CStringGetTextDatum(st.last_error);
 		nulls[6] = st.last_error[0] == '\0';
+		values[7] = Int64GetDatum(st.skipped_last);
+		nulls[7] = false;
+		values[8] = Int64GetDatum(st.skipped_total);
+		nulls[8] = false;
+		values[9] = CStringGetTextDatum(st.skip_reason);
+		nulls[9] = st.skip_reason[0] == '\0';
+		values[10] = Int32GetDatum(st.failures);
+		nulls[10] = false;
+		values[11] = TimestampTzGetDatum(st.backoff_until);
+		nulls[11] = st.backoff_until == 0;
+		values[12] = Int64GetDatum(st.log_suppressed_total);
+		nulls[12] = false;
 	}
 	if (launcher != 0)
 	{
 		values[1] = Int32GetDatum(launcher);
 		nulls[1] = false;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* $1 now, $2 the end of its expiry slot; as the purge finds them */
+static const char *const count_expired_sql =
+"SELECT pg_catalog.count(*) FROM %s AS r "
+"WHERE r.purge_after OPERATOR(pg_catalog.<=) $2 "
+"  AND r.expires_at OPERATOR(pg_catalog.<=) $1";
+
+static const char *const count_live_sql =
+"SELECT pg_catalog.count(*) FROM %s AS r "
+"WHERE r.expires_at IS NULL OR r.expires_at OPERATOR(pg_catalog.>) $1";
+
+static int64
+count_records(const char *query_fmt, Datum *args)
+{
+	Oid			argtypes[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+	bool		isnull;
+	int			ret;
+
+	ret = SPI_execute_with_args(psprintf(query_fmt, storage_records_table()),
+								2, argtypes, args, NULL, true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not count records: %s", SPI_result_code_string(ret));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * storage_record_counts(exact boolean) -> (live_records, live_is_estimate,
+ *		expired_records), the counts of storage_status.  All NULL when the
+ *		records table is missing (renamed, moved to another schema): then
+ *		storage_status must still show why nothing is purged.
+ */
+Datum
+storage_record_counts(PG_FUNCTION_ARGS)
+{
+	bool		exact = !PG_ARGISNULL(0) && PG_GETARG_BOOL(0);
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {true, true, true};
+	Oid			relid;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	relid = storage_records_relid(true);
+	if (OidIsValid(relid))
+	{
+		TimestampTz now = storage_now();
+		Datum		args[2];
+		Relation	rel;
+		float4		reltuples;
+		int64		expired;
+		int64		live;
+		bool		estimate;
+
+		/* reltuples < 0: never vacuumed or analyzed, no estimate */
+		rel = table_open(relid, AccessShareLock);
+		reltuples = rel->rd_rel->reltuples;
+		table_close(rel, NoLock);
+
+		args[0] = TimestampTzGetDatum(now);
+		args[1] = TimestampTzGetDatum(storage_slot_end(now));
+		SPI_connect();
+		expired = count_records(count_expired_sql, args);
+		estimate = !exact && reltuples >= 0;
+		if (estimate)
+			live = Max((int64) reltuples - expired, 0);
+		else
+			live = count_records(count_live_sql, args);
+		SPI_finish();
+
+		values[0] = Int64GetDatum(live);
+		values[1] = BoolGetDatum(estimate);
+		values[2] = Int64GetDatum(expired);
+		nulls[0] = nulls[1] = nulls[2] = false;
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

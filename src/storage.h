@@ -60,6 +60,8 @@ typedef enum StoragePlanId
 	PLAN_LIVE_VERSION,
 	PLAN_DELETE,
 	PLAN_PURGE_BATCH,
+	PLAN_PURGE_CANDIDATES,
+	PLAN_PURGE_TIDS,
 	PLAN_COUNT_LIVE,
 	PLAN_TOUCH,
 	PLAN_MANY_LOCK,
@@ -120,9 +122,26 @@ extern int64 storage_writer_purge(StorageWriter *w, TimestampTz now,
 								  int batch_size, TimestampTz *resume);
 extern void storage_writer_end(StorageWriter *w);
 
-/* purge.c: shared by storage_purge_expired() and the background worker */
+/*
+ * purge.c: shared by storage_purge_expired() and the background worker.
+ * A round of batches carries this state from batch to batch: where it has
+ * got to in the purge index (past the rows it had to skip) and what it
+ * skipped.  Start a round with storage_purge_round_init().
+ */
+#define STORAGE_REASON_LEN 256
+typedef struct StoragePurgeRound
+{
+	TimestampTz resume;			/* purge_after reached (DT_NOBEGIN at first) */
+	bool		resume_has_id;	/* and within it, the ids up to resume_id */
+	char		resume_id[STORAGE_MAX_ID_BYTES + 1];
+	bool		more;			/* the last batch was full: go on */
+	int64		skipped;		/* rows that could not be deleted */
+	char		skip_reason[STORAGE_REASON_LEN];	/* "SQLSTATE: message" */
+} StoragePurgeRound;
+
+extern void storage_purge_round_init(StoragePurgeRound *round);
 extern uint64 storage_purge_batch(TimestampTz now, int batch_size,
-								  TimestampTz *resume);
+								  StoragePurgeRound *round);
 
 /*
  * status.c: the expiry worker's state per database, in shared memory when
@@ -138,6 +157,15 @@ typedef struct StorageDbStatus
 	int64		rows_last;
 	int64		rows_total;
 	char		last_error[256];
+	int64		skipped_last;	/* rows skipped by the last visit */
+	int64		skipped_total;
+	char		skip_reason[STORAGE_REASON_LEN];
+	int32		failures;		/* consecutive visits that failed */
+	TimestampTz backoff_until;	/* no visit before this */
+	TimestampTz log_window;		/* start of the hour log_lines counts in */
+	int32		log_lines;		/* lines logged in that hour */
+	int64		log_suppressed; /* lines not logged since the last one */
+	int64		log_suppressed_total;
 } StorageDbStatus;
 
 extern bool storage_preloaded;
@@ -146,6 +174,8 @@ extern void storage_status_set_launcher(pid_t pid);
 extern bool storage_status_get(Oid dboid, StorageDbStatus *out);
 extern void storage_status_put(const StorageDbStatus *st);
 extern void storage_status_forget(Oid dboid);
+extern void storage_status_keep_only(List *dboids);
+extern int	storage_status_slots;
 #define STORAGE_LOCK_CV_SLOTS 64
 extern ConditionVariable *storage_lock_cv(uint32 hash);
 

@@ -23,6 +23,12 @@
  *	  one where DROP EXTENSION ran is skipped quietly;
  *	- one purge at a time across the cluster keeps expiry to one core at
  *	  most on a busy machine.
+ * A visit that fails (the records table renamed, say) must neither flood
+ * the log nor be retried at full rate: the worker catches the error, keeps
+ * it for storage_status, sets the database's back-off in its status slot
+ * (the launcher skips the database until then), logs it within a budget
+ * of lines per database and hour, and exits normally.  Rows that cannot
+ * be deleted do not fail a visit at all: purge.c skips them.
  * The launcher starts only once recovery has finished (never on a hot
  * standby; after promotion it starts), never in binary-upgrade mode, and
  * the postmaster restarts it after a crash.
@@ -37,6 +43,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -46,6 +53,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -55,6 +63,16 @@
 
 /* how long one worker may purge before it exits and lets others run */
 #define PURGE_RUN_BUDGET_MS 1000
+
+/*
+ * A database whose visits keep failing (its records table renamed, say) is
+ * visited after storage.purge_interval, then twice that, four times, ... up
+ * to BACKOFF_MAX_MS (or the interval, if longer); its failures and the
+ * rows it skips are logged at most LOG_LINES_PER_HOUR times an hour, the
+ * rest only counted (storage_status: log_lines_suppressed).
+ */
+#define BACKOFF_MAX_MS (10 * 60 * 1000)
+#define LOG_LINES_PER_HOUR 3
 
 /*
  * While the application is busy (yield.c) the worker purges in batches of
@@ -120,7 +138,16 @@ void
 storage_worker_init(void)
 {
 	define_worker_gucs();
-	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	/* sizes shared memory: only while it is being laid out */
+	DefineCustomIntVariable("storage.status_slots",
+							"Databases whose expiry status is kept in shared memory.",
+							"Databases beyond this number are purged but not shown in storage_status, and not backed off.",
+							&storage_status_slots, 128, 1, 100000,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	if (IsBinaryUpgrade)
 		return;
 	storage_status_init();
 	register_launcher();
@@ -211,6 +238,7 @@ purge_round(MemoryContext cxt)
 	MemoryContextReset(cxt);
 	MemoryContextSwitchTo(cxt);
 	dbs = list_databases();
+	storage_status_keep_only(dbs);
 	foreach(lc, dbs)
 	{
 		StorageDbStatus st;
@@ -220,6 +248,9 @@ purge_round(MemoryContext cxt)
 		handle_reload();
 		if (!storage_autopurge)
 			break;
+		if (storage_status_get(dboid, &st) &&
+			st.backoff_until > GetCurrentTimestamp())
+			continue;
 		visit_database(dboid);
 		if (storage_status_get(dboid, &st) && st.more_work)
 			more = true;
@@ -265,35 +296,58 @@ storage_launcher_main(Datum main_arg)
 	}
 }
 
+/* the name of this worker's database, for its log lines */
+static char dbname[NAMEDATALEN];
+
 static bool
 extension_installed(void)
 {
 	bool		installed;
+	char	   *name;
 
 	StartTransactionCommand();
 	installed = OidIsValid(get_extension_oid("storage", true));
+	name = get_database_name(MyDatabaseId);
+	strlcpy(dbname, name ? name : "?", sizeof(dbname));
 	CommitTransactionCommand();
 	return installed;
 }
 
 /*
- * One batch in its own transaction; returns the rows deleted.  *resume
- * carries the position in the purge index from batch to batch of a visit.
+ * One batch in its own transaction; returns the rows deleted.  *round
+ * carries the position in the purge index from batch to batch of a visit,
+ * and what was skipped.
  */
 static uint64
-purge_one_batch(int batch_size, TimestampTz *resume)
+purge_one_batch(int batch_size, StoragePurgeRound *round)
 {
-	uint64		n;
+	uint64		n = 0;
 
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "storage: purging expired records");
-	/* DROP EXTENSION may have run since the last batch: stop quietly */
+
+	/*
+	 * A foreign key declared DEFERRABLE INITIALLY DEFERRED would check the
+	 * rows at commit, where one refused row fails the whole batch: check
+	 * them at the end of each statement, where purge.c can skip them.
+	 */
+	if (SPI_execute("SET CONSTRAINTS ALL IMMEDIATE", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "SET CONSTRAINTS failed");
+
+	round->more = false;
 	if (OidIsValid(storage_records_relid(true)))
-		n = storage_purge_batch(storage_now(), batch_size, resume);
-	else
-		n = 0;
+		n = storage_purge_batch(storage_now(), batch_size, round);
+	else if (OidIsValid(get_extension_oid("storage", true)))
+	{
+		/*
+		 * The extension is there but its table is not (renamed, moved):
+		 * fail with the reason, which storage_status shows.  Only after DROP
+		 * EXTENSION since the last batch do we stop quietly.
+		 */
+		(void) storage_records_relid(false);
+	}
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
@@ -301,17 +355,44 @@ purge_one_batch(int batch_size, TimestampTz *resume)
 	return n;
 }
 
+/*
+ * Whether a line about this database may go to the log now: at most
+ * LOG_LINES_PER_HOUR an hour, the others are counted.
+ */
+static bool
+may_log(StorageDbStatus *st)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (st->log_window == 0 ||
+		TimestampDifferenceExceeds(st->log_window, now, 3600 * 1000))
+	{
+		st->log_window = now;
+		st->log_lines = 0;
+	}
+	if (st->log_lines >= LOG_LINES_PER_HOUR)
+	{
+		st->log_suppressed++;
+		st->log_suppressed_total++;
+		return false;
+	}
+	st->log_lines++;
+	return true;
+}
+
 /* Purges until done or out of budget; keeps st up to date in shared memory. */
 static void
 purge_database(StorageDbStatus *st)
 {
 	TimestampTz start = GetCurrentTimestamp();
-	TimestampTz resume = DT_NOBEGIN;
+	StoragePurgeRound round;
 
+	storage_purge_round_init(&round);
 	st->purging = true;
 	st->more_work = false;
 	st->last_start = start;
 	st->rows_last = 0;
+	st->skipped_last = 0;
 	storage_status_put(st);
 
 	for (;;)
@@ -322,15 +403,20 @@ purge_database(StorageDbStatus *st)
 		TimestampTz t0 = GetCurrentTimestamp();
 		TimestampTz t1;
 		long		pause = storage_purge_batch_delay;
+		int64		skipped = round.skipped;
 		uint64		n;
 
 		CHECK_FOR_INTERRUPTS();
-		n = purge_one_batch(batch, &resume);
+		n = purge_one_batch(batch, &round);
 		t1 = GetCurrentTimestamp();
 		st->rows_last += n;
 		st->rows_total += n;
+		st->skipped_last += round.skipped - skipped;
+		st->skipped_total += round.skipped - skipped;
+		if (round.skipped > skipped)
+			strlcpy(st->skip_reason, round.skip_reason, sizeof(st->skip_reason));
 		storage_status_put(st);
-		if (n < (uint64) batch)
+		if (!round.more)
 			break;
 		if (TimestampDifferenceExceeds(start, t1, PURGE_RUN_BUDGET_MS))
 		{
@@ -354,6 +440,55 @@ purge_database(StorageDbStatus *st)
 	st->purging = false;
 	st->last_end = GetCurrentTimestamp();
 	st->last_error[0] = '\0';
+	st->failures = 0;
+	st->backoff_until = 0;
+	if (st->skipped_last > 0 && may_log(st))
+	{
+		ereport(LOG,
+				(errmsg_plural("skipped %lld expired record in database \"%s\" that could not be deleted",
+							   "skipped %lld expired records in database \"%s\" that could not be deleted",
+							   st->skipped_last, (long long) st->skipped_last, dbname),
+				 errdetail("The last one failed with %s.", st->skip_reason),
+				 errhint("Up to %d such messages an hour are logged per database; %lld were left out since the previous one. storage_status shows the latest figures.",
+						 LOG_LINES_PER_HOUR, (long long) st->log_suppressed)));
+		st->log_suppressed = 0;
+	}
+	storage_status_put(st);
+}
+
+/*
+ * A visit failed with edata: remember it for storage_status, put off the
+ * next visit, and log it unless this database has had its share of lines.
+ * The error is not re-thrown: the worker exits normally, so the postmaster
+ * adds no line of its own.
+ */
+static void
+note_failure(StorageDbStatus *st, ErrorData *edata)
+{
+	int64		delay = storage_purge_interval;
+	int			i;
+
+	st->purging = false;
+	st->more_work = false;
+	st->last_end = GetCurrentTimestamp();
+	strlcpy(st->last_error, edata->message, sizeof(st->last_error));
+	st->failures++;
+	for (i = 1; i < st->failures && delay < BACKOFF_MAX_MS; i++)
+		delay *= 2;
+	delay = Min(delay, Max(BACKOFF_MAX_MS, storage_purge_interval));
+	st->backoff_until = TimestampTzPlusMilliseconds(st->last_end, delay);
+	if (may_log(st))
+	{
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("could not purge expired records in database \"%s\": %s",
+						dbname, edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+				 errhint("The worker tries again at growing intervals, next at %s. Up to %d such messages an hour are logged per database; %lld were left out since the previous one.",
+						 timestamptz_to_str(st->backoff_until),
+						 LOG_LINES_PER_HOUR, (long long) st->log_suppressed)));
+		st->log_suppressed = 0;
+	}
 	storage_status_put(st);
 }
 
@@ -395,15 +530,12 @@ storage_purge_worker_main(Datum main_arg)
 	{
 		ErrorData  *edata;
 
-		/* keep the message for storage_status, then die as usual */
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
-		st.purging = false;
-		st.more_work = false;
-		st.last_end = GetCurrentTimestamp();
-		strlcpy(st.last_error, edata->message, sizeof(st.last_error));
-		storage_status_put(&st);
-		PG_RE_THROW();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		note_failure(&st, edata);
 	}
 	PG_END_TRY();
 	proc_exit(0);
