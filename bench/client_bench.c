@@ -9,17 +9,23 @@
  *	  with the medians and the batch / single ratio.
  *
  *	  usage: client_bench [-n records] [-b batch] [-r reps] [-t seconds]
- *						  [-l label] [-H] URI
+ *						  [-H] [-l label] URI [[-l label] URI ...]
  *		-n	records (default 20000), ids "cb:0000001", ... with 200 bytes
  *		-b	records per batch call (default 100)
  *		-r	repetitions of each measurement (default 3)
  *		-t	cap per measurement in seconds (default 30): a slow backend
  *			stops early and is measured over the records it did
- *		-l	label of the rows (default: the backend's name)
+ *		-l	label of the next URI's rows (default: the backend's name)
  *		-H	print the table header first
  *
  *	  The records "cb:*" are written, then deleted at the end.  Saves are
  *	  unversioned (expect_version -1) over existing records.
+ *
+ *	  Several URIs (e.g. the same database directly and through a pooler,
+ *	  with prepared and unnamed statements) are measured in the same run,
+ *	  their measurements interleaved too, each over its own records
+ *	  ("cb2:*" for the second URI, ...); a second table then gives each
+ *	  one's medians relative to the first URI's.
  *
  *-------------------------------------------------------------------------
  */
@@ -34,6 +40,7 @@
 
 #define PAYLOAD_LEN 200
 #define MAX_REPS	15
+#define MAX_URIS	8
 
 typedef struct bench
 {
@@ -243,37 +250,70 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: client_bench [-n records] [-b batch] [-r reps] "
-			"[-t seconds] [-l label] [-H] URI\n");
+			"[-t seconds] [-H] [-l label] URI [[-l label] URI ...]\n");
 	exit(2);
+}
+
+/* Each URI's medians relative to the first URI's. */
+static void
+print_relative(bench *b, int nuris, const char **labels,
+			   double runs[][4][MAX_REPS], int reps)
+{
+	static const char *const ops[2] = {"save (unversioned)", "fetch"};
+
+	printf("\n| compared with %s | operation | single calls | batches of %zu |\n",
+		   labels[0], b[0].batch);
+	printf("|---|---|---:|---:|\n");
+	for (int u = 1; u < nuris; u++)
+		for (int op = 0; op < 2; op++)
+			printf("| %s | %s | %.2f | %.2f |\n", labels[u], ops[op],
+				   median(runs[u][2 * op], reps) / median(runs[0][2 * op], reps),
+				   median(runs[u][2 * op + 1], reps) / median(runs[0][2 * op + 1], reps));
 }
 
 int
 main(int argc, char **argv)
 {
-	bench		b = {.nrecs = 20000, .batch = 100, .cap = 30};
+	bench		b[MAX_URIS];
 	measure_fn	fns[4] = {save_single, save_batch, fetch_single, fetch_batch};
-	double		runs[4][MAX_REPS];
+	static double runs[MAX_URIS][4][MAX_REPS];
+	const char *labels[MAX_URIS] = {0};
+	const char *uris[MAX_URIS];
 	const char *label = NULL;
+	size_t		nrecs = 20000;
+	size_t		batch = 100;
+	double		cap = 30;
+	int			nuris = 0;
 	int			reps = 3;
 	int			header = 0;
 	int			c;
 	storage_status st;
 
-	while ((c = getopt(argc, argv, "n:b:r:t:l:H")) != -1)
+	/* options, then URIs each optionally preceded by -l label ("+": in order) */
+	while (optind < argc)
 	{
+		if ((c = getopt(argc, argv, "+n:b:r:t:l:H")) == -1)
+		{
+			if (nuris == MAX_URIS)
+				usage();
+			labels[nuris] = label;
+			uris[nuris++] = argv[optind++];
+			label = NULL;
+			continue;
+		}
 		switch (c)
 		{
 			case 'n':
-				b.nrecs = strtoul(optarg, NULL, 10);
+				nrecs = strtoul(optarg, NULL, 10);
 				break;
 			case 'b':
-				b.batch = strtoul(optarg, NULL, 10);
+				batch = strtoul(optarg, NULL, 10);
 				break;
 			case 'r':
 				reps = atoi(optarg);
 				break;
 			case 't':
-				b.cap = atof(optarg);
+				cap = atof(optarg);
 				break;
 			case 'l':
 				label = optarg;
@@ -285,44 +325,64 @@ main(int argc, char **argv)
 				usage();
 		}
 	}
-	if (optind != argc - 1 || b.nrecs == 0 || b.batch == 0 ||
-		reps < 1 || reps > MAX_REPS || b.cap <= 0)
+	if (nuris == 0 || label != NULL || nrecs == 0 || batch == 0 ||
+		reps < 1 || reps > MAX_REPS || cap <= 0)
 		usage();
 	if (header)
 	{
 		printf("| backend | operation | single calls (records/s) | "
 			   "batches of %zu (records/s) | batch / single | single runs | batch runs |\n",
-			   b.batch);
+			   batch);
 		printf("|---|---|---:|---:|---:|---|---|\n");
 		fflush(stdout);
 	}
-	if ((st = storage_open(argv[optind], &b.h)) != STORAGE_OK)
-		die(NULL, "storage_open", st);
-	if (label == NULL)
-		label = storage_backend_name(b.h);
-
-	b.ids = calloc(b.nrecs, sizeof(char *));
-	for (size_t i = 0; i < b.nrecs; i++)
+	for (int u = 0; u < nuris; u++)
 	{
-		b.ids[i] = malloc(32);
-		snprintf(b.ids[i], 32, "cb:%07zu", i + 1);
+		bench	   *bu = &b[u];
+
+		memset(bu, 0, sizeof(*bu));
+		bu->nrecs = nrecs;
+		bu->batch = batch;
+		bu->cap = cap;
+		if ((st = storage_open(uris[u], &bu->h)) != STORAGE_OK)
+			die(NULL, "storage_open", st);
+		if (labels[u] == NULL)
+			labels[u] = storage_backend_name(bu->h);
+		bu->ids = calloc(nrecs, sizeof(char *));
+		for (size_t i = 0; i < nrecs; i++)
+		{
+			bu->ids[i] = malloc(32);
+			if (u == 0)
+				snprintf(bu->ids[i], 32, "cb:%07zu", i + 1);
+			else
+				snprintf(bu->ids[i], 32, "cb%d:%07zu", u + 1, i + 1);
+		}
+		memset(bu->payload, 'x', sizeof(bu->payload));
+		load_all(bu, true);
+		load_all(bu, false);	/* every measured save is an update */
 	}
-	memset(b.payload, 'x', sizeof(b.payload));
-	load_all(&b, true);
-	load_all(&b, false);		/* every measured save is an update */
 
 	for (int r = 0; r < reps; r++)
-		for (int m = 0; m < 4; m++)
-			runs[m][r] = fns[m] (&b);
+		for (int u = 0; u < nuris; u++)
+			for (int m = 0; m < 4; m++)
+				runs[u][m][r] = fns[m] (&b[u]);
 
-	print_row(label, "save (unversioned)", runs[0], runs[1], reps);
-	print_row(label, "fetch", runs[2], runs[3], reps);
+	for (int u = 0; u < nuris; u++)
+	{
+		print_row(labels[u], "save (unversioned)", runs[u][0], runs[u][1], reps);
+		print_row(labels[u], "fetch", runs[u][2], runs[u][3], reps);
+	}
+	if (nuris > 1)
+		print_relative(b, nuris, labels, runs, reps);
 	fflush(stdout);
 
-	load_all(&b, true);
-	for (size_t i = 0; i < b.nrecs; i++)
-		free(b.ids[i]);
-	free(b.ids);
-	storage_close(b.h);
+	for (int u = 0; u < nuris; u++)
+	{
+		load_all(&b[u], true);
+		for (size_t i = 0; i < nrecs; i++)
+			free(b[u].ids[i]);
+		free(b[u].ids);
+		storage_close(b[u].h);
+	}
 	return 0;
 }

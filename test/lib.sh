@@ -53,6 +53,7 @@ libpq-dev
 libcmocka-dev
 libipc-run-perl
 procps
+pgbouncer
 "
 
 install_deps() {

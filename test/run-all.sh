@@ -153,6 +153,7 @@ main() {
 	echo "== isolation";	run_isolation
 	echo "== client library"; run_client
 	stop_cluster regress
+	echo "== pooler";		run_script pooler test/pooler/run.sh
 	echo "== demo";			run_demo
 	echo "== TAP";			run_tap
 	echo

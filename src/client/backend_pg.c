@@ -4,14 +4,25 @@
  *	  The PostgreSQL backend: calls the storage extension's SQL functions
  *	  (storage_save, storage_fetch, storage_delete, storage_purge_expired,
  *	  storage_list and the batch functions storage_fetch_many,
- *	  storage_save_many, storage_delete_many) through libpq prepared
- *	  statements with binary parameters and results.  Batch arguments are
- *	  sent as binary arrays (no quoting or escaping: any id round-trips);
- *	  the batch statements are prepared on first use, so a server with an
- *	  older extension still serves the single-record calls.  The locks
- *	  with fencing tokens call storage_acquire_lock, storage_release_lock
- *	  (token, fence) and storage_extend_lock of release 1.1, also
- *	  prepared on first use.
+ *	  storage_save_many, storage_delete_many) with binary parameters and
+ *	  results.  Batch arguments are sent as binary arrays (no quoting or
+ *	  escaping: any id round-trips).  The locks with fencing tokens call
+ *	  storage_acquire_lock, storage_release_lock (token, fence) and
+ *	  storage_extend_lock of release 1.1.
+ *
+ *	  Two ways of sending a call, chosen by the connection string's own
+ *	  option prepare=on|off (removed before the rest goes to libpq):
+ *	  - on (default): named prepared statements, prepared once per
+ *		connection (the batch and lock ones on first use, so a server with
+ *		an older extension still serves the single-record calls);
+ *	  - off: every call is one unnamed extended-protocol statement (Parse,
+ *		Bind, Execute, Sync in one message sequence, PQexecParams), so no
+ *		statement outlives its transaction.  A connection pooler in
+ *		transaction mode hands each transaction another server
+ *		connection, where a named statement prepared earlier does not
+ *		exist (or one of another client does); off is the mode for it.
+ *		Named statements meeting those symptoms (42P05, 26000) fail with a
+ *		message that names the option.
  *
  *	  One PGconn per handle; the handle's mutex serializes its use.  Expiry
  *	  is judged by the server's clock (storage_now() in the extension), so
@@ -114,9 +125,14 @@ static const pg_stmt stmts[NSTMTS] = {
 typedef struct pg_state
 {
 	PGconn	   *conn;
+	bool		unnamed;		/* prepare=off: unnamed statements only */
 	uint32_t	prepared;		/* bit i: stmts[i] exists on this connection */
 	bool		doomed;			/* the server said FATAL while we were idle */
 } pg_state;
+
+/* What a named statement's failure says when a pooler is in between. */
+#define POOLER_HINT \
+	"a connection pooler in transaction mode (pgbouncer pool_mode = transaction) runs each transaction on another server connection: add prepare=off to the connection string"
 
 /* ---- binary conversions ------------------------------------------------ */
 
@@ -204,11 +220,18 @@ prepare_stmt(storage_client *h, pg_state *ps, int i)
 	{
 		char		buf[512];
 		const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+		const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
-		storage_error(h, STORAGE_BACKEND_ERROR,
-					  "could not prepare %s: %s (is the storage extension installed and in search_path?)",
-					  stmts[i].name,
-					  msg ? msg : conn_message(ps->conn, buf, sizeof(buf)));
+		if (sqlstate && strcmp(sqlstate, "42P05") == 0)
+			storage_error(h, STORAGE_BACKEND_ERROR,
+						  "could not prepare %s: prepared statement \"%s\" already exists on this server connection (SQLSTATE 42P05): "
+						  POOLER_HINT,
+						  stmts[i].name, stmts[i].name);
+		else
+			storage_error(h, STORAGE_BACKEND_ERROR,
+						  "could not prepare %s: %s (is the storage extension installed and in search_path?)",
+						  stmts[i].name,
+						  msg ? msg : conn_message(ps->conn, buf, sizeof(buf)));
 		PQclear(res);
 		return STORAGE_BACKEND_ERROR;
 	}
@@ -270,14 +293,17 @@ ensure_ready(storage_client *h, pg_state *ps, int stmt)
 								 "could not reconnect to the server: %s",
 								 conn_message(ps->conn, buf, sizeof(buf)));
 	}
-	if (!(ps->prepared & (UINT32_C(1) << stmt)))
+	if (!ps->unnamed && !(ps->prepared & (UINT32_C(1) << stmt)))
 		return prepare_stmt(h, ps, stmt);
 	return STORAGE_OK;
 }
 
 /*
- * Run a prepared statement.  On success *result holds a PGRES_TUPLES_OK
- * result.  is_read allows one transparent retry after a lost connection.
+ * Run a statement: the prepared one, or with prepare=off the same SQL as
+ * one unnamed statement (parsed, bound and executed in one transaction, so
+ * nothing is left for the next user of a pooled server connection).  On
+ * success *result holds a PGRES_TUPLES_OK result.  is_read allows one
+ * transparent retry after a lost connection.
  */
 static storage_status
 run(storage_client *h, pg_state *ps, int stmt, const char *const *values,
@@ -294,8 +320,12 @@ run(storage_client *h, pg_state *ps, int stmt, const char *const *values,
 
 		if (st != STORAGE_OK)
 			return st;
-		res = PQexecPrepared(ps->conn, stmts[stmt].name, stmts[stmt].nparams,
-							 values, lengths, formats, 1);
+		if (ps->unnamed)
+			res = PQexecParams(ps->conn, stmts[stmt].sql, stmts[stmt].nparams,
+							   stmts[stmt].types, values, lengths, formats, 1);
+		else
+			res = PQexecPrepared(ps->conn, stmts[stmt].name, stmts[stmt].nparams,
+								 values, lengths, formats, 1);
 		if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
 		{
 			*result = res;
@@ -324,6 +354,14 @@ run(storage_client *h, pg_state *ps, int stmt, const char *const *values,
 			return storage_error(h, STORAGE_BACKEND_ERROR, "%s failed: %s",
 								 stmts[stmt].name,
 								 conn_message(ps->conn, buf, sizeof(buf)));
+		}
+		else if (!ps->unnamed && strcmp(sqlstate, "26000") == 0)
+		{
+			PQclear(res);
+			return storage_error(h, STORAGE_BACKEND_ERROR,
+								 "prepared statement \"%s\" does not exist on this server connection (SQLSTATE 26000): "
+								 POOLER_HINT,
+								 stmts[stmt].name);
 		}
 		else
 		{
@@ -393,18 +431,229 @@ notice_receiver(void *arg, const PGresult *res)
 		ps->doomed = true;
 }
 
+/* ---- the connection string's own option -------------------------------- */
+
+static bool
+is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* Takes a value of prepare=: on/off (also true/false, 1/0, yes/no). */
+static storage_status
+set_prepare(storage_client *h, pg_state *ps, const char *v, size_t len)
+{
+	static const char *const on[] = {"on", "true", "yes", "1"};
+	static const char *const off[] = {"off", "false", "no", "0"};
+
+	for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++)
+	{
+		if (len == strlen(on[i]) && strncmp(v, on[i], len) == 0)
+		{
+			ps->unnamed = false;
+			return STORAGE_OK;
+		}
+		if (len == strlen(off[i]) && strncmp(v, off[i], len) == 0)
+		{
+			ps->unnamed = true;
+			return STORAGE_OK;
+		}
+	}
+	return storage_error(h, STORAGE_INVALID_ARGUMENT,
+						 "invalid value \"%.*s\" for the connection option prepare (use prepare=on or prepare=off)",
+						 (int) (len > 64 ? 64 : len), v);
+}
+
+/*
+ * URI form: postgresql://...?a=b&prepare=off&c=d.  The parameter is removed
+ * from the query in place (libpq refuses parameters it does not know).
+ */
+static storage_status
+strip_uri_option(storage_client *h, pg_state *ps, char *uri)
+{
+	char	   *q = strchr(uri, '?');
+	char	   *p;
+	char	   *out;
+
+	if (q == NULL)
+		return STORAGE_OK;
+	p = q + 1;
+	out = q + 1;
+	while (*p)
+	{
+		size_t		len = strcspn(p, "&");
+		char	   *next = p + len + (p[len] == '&');
+
+		if (len >= 8 && strncmp(p, "prepare=", 8) == 0)
+		{
+			storage_status st = set_prepare(h, ps, p + 8, len - 8);
+
+			if (st != STORAGE_OK)
+				return st;
+		}
+		else if (len > 0)
+		{
+			if (out > q + 1)
+				*out++ = '&';
+			memmove(out, p, len);
+			out += len;
+		}
+		p = next;
+	}
+	if (out == q + 1)
+		out = q;				/* nothing left: drop the '?' */
+	*out = '\0';
+	return STORAGE_OK;
+}
+
+/*
+ * key=value form, with libpq's rules: spaces around '=', values in single
+ * quotes with backslash escapes.  The pair prepare=... is removed from the
+ * string in place; anything malformed is left for libpq to report.
+ */
+static storage_status
+strip_conninfo_option(storage_client *h, pg_state *ps, char *conninfo)
+{
+	char	   *p = conninfo;
+	char	   *out = conninfo;
+
+	while (*p)
+	{
+		char	   *start = p;
+		char	   *key;
+		size_t		keylen;
+		char		value[16];
+		size_t		vlen = 0;
+		bool		toolong = false;
+
+		while (is_space(*p))
+			p++;
+		if (*p == '\0')
+			break;
+		start = p;
+		key = p;
+		while (*p && *p != '=' && !is_space(*p))
+			p++;
+		keylen = (size_t) (p - key);
+		while (is_space(*p))
+			p++;
+		if (*p != '=')
+			return STORAGE_OK;	/* malformed: libpq will say so */
+		p++;
+		while (is_space(*p))
+			p++;
+		if (*p == '\'')
+		{
+			for (p++; *p != '\''; p++)
+			{
+				if (*p == '\\' && p[1])
+					p++;
+				if (*p == '\0')
+					return STORAGE_OK;	/* unterminated quote */
+				if (vlen < sizeof(value))
+					value[vlen++] = *p;
+				else
+					toolong = true;
+			}
+			p++;
+		}
+		else
+		{
+			for (; *p && !is_space(*p); p++)
+			{
+				if (*p == '\\' && p[1])
+					p++;
+				if (vlen < sizeof(value))
+					value[vlen++] = *p;
+				else
+					toolong = true;
+			}
+		}
+		if (keylen == 7 && strncmp(key, "prepare", 7) == 0)
+		{
+			storage_status st = set_prepare(h, ps, value, toolong ? sizeof(value) : vlen);
+
+			if (st != STORAGE_OK)
+				return st;
+		}
+		else
+		{
+			if (out > conninfo)
+				*out++ = ' ';
+			memmove(out, start, (size_t) (p - start));
+			out += p - start;
+		}
+	}
+	*out = '\0';
+	return STORAGE_OK;
+}
+
+/* Reads and removes prepare=on|off from spec; *conninfo is malloc'd. */
+static storage_status
+take_options(storage_client *h, pg_state *ps, const char *spec, char **conninfo)
+{
+	storage_status st;
+
+	if ((*conninfo = strdup(spec)) == NULL)
+		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	if (strncmp(spec, "postgresql://", 13) == 0 || strncmp(spec, "postgres://", 11) == 0)
+		st = strip_uri_option(h, ps, *conninfo);
+	else if (strchr(spec, '=') != NULL)
+		st = strip_conninfo_option(h, ps, *conninfo);
+	else
+		st = STORAGE_OK;		/* a bare database name */
+	if (st != STORAGE_OK)
+	{
+		free(*conninfo);
+		*conninfo = NULL;
+	}
+	return st;
+}
+
+/*
+ * prepare=off has nothing to prepare at connect time; check instead, the
+ * same way (search_path included), that the extension's functions exist.
+ */
+static storage_status
+check_extension(storage_client *h, pg_state *ps)
+{
+	PGresult   *res = PQexecParams(ps->conn,
+								   "SELECT pg_catalog.to_regprocedure('storage_fetch(text)') IS NOT NULL",
+								   0, NULL, NULL, NULL, NULL, 0);
+	storage_status st = STORAGE_OK;
+	char		buf[512];
+
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+		st = storage_error(h, STORAGE_BACKEND_ERROR,
+						   "could not check for the storage extension: %s",
+						   conn_message(ps->conn, buf, sizeof(buf)));
+	else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+		st = storage_error(h, STORAGE_BACKEND_ERROR,
+						   "function storage_fetch(text) does not exist (is the storage extension installed and in search_path?)");
+	PQclear(res);
+	return st;
+}
+
 static storage_status
 pg_open(storage_client *h, const char *spec, void **state)
 {
 	static const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-	const char *values[] = {spec, "storage_client", NULL};
+	const char *values[] = {NULL, "storage_client", NULL};
+	char	   *conninfo;
 	pg_state   *ps;
 	storage_status st;
 
 	ps = calloc(1, sizeof(*ps));
 	if (ps == NULL)
 		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
+	if ((st = take_options(h, ps, spec, &conninfo)) != STORAGE_OK)
+	{
+		free(ps);
+		return st;
+	}
+	values[0] = conninfo;
 	ps->conn = PQconnectdbParams(keys, values, 1);
+	free(conninfo);
 	if (ps->conn == NULL || PQstatus(ps->conn) != CONNECTION_OK)
 	{
 		char		buf[512];
@@ -418,7 +667,8 @@ pg_open(storage_client *h, const char *spec, void **state)
 	}
 	/* server notices (and an idle connection's FATAL) must not go to stderr */
 	PQsetNoticeReceiver(ps->conn, notice_receiver, ps);
-	if ((st = prepare_core(h, ps)) != STORAGE_OK)
+	st = ps->unnamed ? check_extension(h, ps) : prepare_core(h, ps);
+	if (st != STORAGE_OK)
 	{
 		PQfinish(ps->conn);
 		free(ps);
