@@ -94,12 +94,14 @@ psql_direct -d postgres -c "ALTER DATABASE logcheck SET log_statement = 'all'" |
 
 # ---- pgbouncer --------------------------------------------------------------
 
-# Transaction mode: 2 server connections, both kept open (min_pool_size)
-# and used in turn (server_round_robin: FIFO instead of LIFO), so even one
+# Transaction mode: 2 server connections (opened by two_connections below)
+# used in turn (server_round_robin: FIFO instead of LIFO), so even one
 # client's consecutive transactions alternate between them.  Session mode
 # binds a server connection per client: room for the races' handles.
-dbs="txn = host=$work port=$PGPORT_DIRECT dbname=client_test pool_mode=transaction pool_size=2 min_pool_size=2
-logtxn = host=$work port=$PGPORT_DIRECT dbname=logcheck pool_mode=transaction pool_size=2 min_pool_size=2
+# (Not min_pool_size: pgbouncer would try to refill the pool while the
+# server restarts, and then refuse clients for server_login_retry.)
+dbs="txn = host=$work port=$PGPORT_DIRECT dbname=client_test pool_mode=transaction pool_size=2
+logtxn = host=$work port=$PGPORT_DIRECT dbname=logcheck pool_mode=transaction pool_size=2
 sess = host=$work port=$PGPORT_DIRECT dbname=client_test pool_mode=session pool_size=40"
 start_bouncer() {
 	start_pgbouncer "$PGBOUNCER" "$work" "$1" "$2" "$dbs" "server_round_robin = 1" "${@:3}" ||
@@ -136,6 +138,21 @@ done
 direct="host=$work port=$PGPORT_DIRECT user=postgres"
 bouncer="host=$work port=$PORT_BOUNCER user=postgres"
 
+# two_connections ALIAS DB: two concurrent transactions make pgbouncer open
+# both server connections of the pool (they stay open while idle).
+two_connections() {
+	local i
+	psql_bouncer -d "$1" -c "SELECT pg_sleep(0.5)" >/dev/null &
+	psql_bouncer -d "$1" -c "SELECT pg_sleep(0.5)" >/dev/null &
+	wait
+	for i in $(seq 50); do
+		[ "$(psql_direct -d postgres -At -c "SELECT count(*) FROM pg_stat_activity
+			WHERE datname = '$2' AND pid <> pg_backend_pid()")" = 2 ] && return 0
+		sleep 0.1
+	done
+	echo "run.sh: pgbouncer did not open 2 server connections to $2" >&2
+}
+
 # conformance LABEL URI [ENV=VALUE...]: the whole postgresql group, one
 # count per test case
 conformance() {
@@ -162,6 +179,7 @@ conformance() {
 		echo "FAILED: conformance through $label: $f of $total" >&2
 }
 
+two_connections txn client_test
 conformance "pgbouncer transaction mode, prepare=off" "$bouncer dbname=txn prepare=off"
 conformance "pgbouncer session mode, named statements" "$bouncer dbname=sess" \
 	STORAGE_TEST_PG_SESSION_POOLER=1
@@ -204,13 +222,7 @@ fi
 # log_lines FROM: statements of database logcheck logged after byte FROM
 log_lines() { tail -c +"$(($1 + 1))" "$work/server.log" | grep ' db=logcheck ' | grep -E 'LOG:  (execute|statement)'; }
 echo "== statements sent with prepare=off (server log of database logcheck)"
-# a first client makes pgbouncer open the pool, then min_pool_size fills it
-psql_bouncer -d logtxn -c "SELECT 1" >/dev/null
-for _ in $(seq 100); do
-	[ "$(psql_direct -d postgres -At -c "SELECT count(*) FROM pg_stat_activity
-		WHERE datname = 'logcheck' AND pid <> pg_backend_pid()")" = 2 ] && break
-	sleep 0.1
-done
+two_connections logtxn logcheck
 size=$(stat -c %s "$work/server.log")
 if (cd "$work" && "$work/pooler_check" ops "$bouncer dbname=logtxn prepare=off"); then
 	log_lines "$size" >"$work/unnamed.log"
@@ -236,31 +248,15 @@ else
 	fail "the statement log shows named statements when they are used"
 fi
 
-# ---- a server restart behind the pooler --------------------------------------
-
-restart_cmd="'$PGBIN/pg_ctl' -D '$data' -l '$work/server.log' -m fast -w restart >/dev/null"
-for c in "transaction mode, prepare=off|$bouncer dbname=txn prepare=off" \
-	"session mode, named statements|$bouncer dbname=sess" \
-	"session mode, prepare=off|$bouncer dbname=sess prepare=off"; do
-	label=${c%%|*}
-	echo "== server restart behind pgbouncer, $label"
-	if (cd "$work" && "$work/pooler_check" restart "${c#*|}" "$restart_cmd"); then
-		pass "server restart behind pgbouncer, $label"
-	else
-		fail "server restart behind pgbouncer, $label"
-		tail -20 "$work/pgbouncer-plain.log"
-	fi
-done
-
 # ---- a server-side lock wait through the transaction pooler -------------------
 
 # The waiter's statement occupies one of the 2 server connections while it
 # waits; the holder's release gets the other one.
 echo "== storage_acquire_lock waiting through the transaction pooler"
-psql_bouncer -d txn -c "SELECT storage_acquire_lock('pooler', '1 minute')" >/dev/null &&
-	{ psql_bouncer -d txn -At -c "SELECT storage_acquire_lock('pooler', '1 minute')" \
-		-c "SELECT storage_release_lock('pooler')" -c "SELECT 'waiter done'" \
-		>"$work/waiter.out" 2>&1 & }
+psql_bouncer -d txn -c "SELECT storage_acquire_lock('pooler', '1 minute')" >/dev/null
+psql_bouncer -d txn -At -c "SELECT storage_acquire_lock('pooler', '1 minute')" \
+	-c "SELECT storage_release_lock('pooler')" -c "SELECT 'waiter done'" \
+	>"$work/waiter.out" 2>&1 &
 waiter=$!
 waiting=0
 for _ in $(seq 200); do
@@ -280,5 +276,21 @@ if [ "$waiting" = 1 ] && [ "$rc" = 0 ] && grep -q '^waiter done$' "$work/waiter.
 else
 	fail "lock wait through the transaction pooler (waiting=$waiting, exit $rc)"
 fi
+
+# ---- a server restart behind the pooler --------------------------------------
+
+restart_cmd="'$PGBIN/pg_ctl' -D '$data' -l '$work/server.log' -m fast -w restart >/dev/null"
+for c in "transaction mode, prepare=off|$bouncer dbname=txn prepare=off" \
+	"session mode, named statements|$bouncer dbname=sess" \
+	"session mode, prepare=off|$bouncer dbname=sess prepare=off"; do
+	label=${c%%|*}
+	echo "== server restart behind pgbouncer, $label"
+	if (cd "$work" && "$work/pooler_check" restart "${c#*|}" "$restart_cmd"); then
+		pass "server restart behind pgbouncer, $label"
+	else
+		fail "server restart behind pgbouncer, $label"
+		tail -20 "$work/pgbouncer-plain.log"
+	fi
+done
 
 finish
