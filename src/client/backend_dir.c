@@ -21,7 +21,8 @@
  *	  (a 255-byte id may need 765) is replaced by "~" + hex SHA-256 of the
  *	  id ('~' never appears in an encoding); every file stores the full id,
  *	  which is checked on read.  Names starting with '.' (the lock file,
- *	  temporary files) are not records.
+ *	  the last lock fencing token ".fences", temporary files) are not
+ *	  records.
  *
  *	  File format (little-endian): "STOREC01", int64 version, int64
  *	  expires_at, uint32 id_len, int32 format_len (-1 = NULL), int64
