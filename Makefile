@@ -24,7 +24,7 @@ DATA = $(wildcard sql/storage--*.sql)
 REGRESS = core_save core_paths core_fetch_delete core_purge core_batch core_admin buckets locks_touch
 # tests of release 1.1, a line per topic
 REGRESS += # search_path safety and the expiry worker
-REGRESS += # fast paths: what the statements enforce
+REGRESS += fast_paths # fast paths: what the statements enforce
 REGRESS += purge_skip # purge: skipped rows, back-off, status
 REGRESS += locks_fencing # locks with fencing tokens
 REGRESS += # input rules and the DROP EXTENSION guard

@@ -14,6 +14,31 @@
 
 -- ==== fast paths: what the statements enforce ====
 
+-- Which path each operation takes here and now (for the calling role, in
+-- the calling transaction), decided by the same function as the
+-- operations themselves; see README "Which writes take the statement
+-- path".
+CREATE FUNCTION @extschema@.storage_write_path(
+    OUT operation text,
+    OUT path text,
+    OUT reason text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'storage_write_path'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_write_path() IS
+    'for each operation: direct or statement path, for the current role and transaction, and why not direct';
+
+CREATE VIEW @extschema@.storage_write_path AS
+    SELECT * FROM @extschema@.storage_write_path();
+COMMENT ON VIEW @extschema@.storage_write_path IS
+    'which path writes and bucket reads take in this database for the current role, and why not the direct one';
+
+REVOKE ALL ON FUNCTION @extschema@.storage_write_path() FROM PUBLIC;
+REVOKE ALL ON @extschema@.storage_write_path FROM PUBLIC;
+-- monitoring roles may look at it (the function runs as the caller)
+GRANT EXECUTE ON FUNCTION @extschema@.storage_write_path() TO pg_monitor;
+GRANT SELECT ON @extschema@.storage_write_path TO pg_monitor;
+
 -- ==== purge: skipped rows, back-off, status ====
 
 -- storage_worker_status() and storage_status gain the rows the purge had

@@ -392,7 +392,7 @@ save_many_direct(ManyItem *items, int n, TimestampTz now)
 
 	for (i = 0; i < n; i++)
 		inserts |= items[i].expect <= 0;
-	w = storage_writer_begin(ACL_SELECT | ACL_UPDATE | (inserts ? ACL_INSERT : 0));
+	w = storage_writer_begin(inserts ? STORAGE_OP_SAVE : STORAGE_OP_UPDATE);
 	if (w == NULL)
 		return false;
 	storage_writer_walk(w);
@@ -467,7 +467,7 @@ storage_delete_many(PG_FUNCTION_ARGS)
 
 	if (ids.n == 0)
 		PG_RETURN_INT64(0);
-	w = storage_writer_begin(ACL_SELECT | ACL_DELETE);
+	w = storage_writer_begin(STORAGE_OP_DELETE);
 	if (w != NULL)
 	{
 		int			i;

@@ -293,12 +293,22 @@ prefix_end(const char *prefix)
  * so the records inside it are never read.  (Through SPI the planner, not
  * knowing how wide a range is, chose a bitmap scan that read the whole
  * rest of the bucket.)  Names starting with "." are reserved and skipped.
+ *
+ * Where the direct read would skip what a SELECT enforces (row-level
+ * security, inheritance children, an auditing module: see
+ * storage_direct_refusal), the same walk runs over a cursor of walk_sql
+ * instead, restarted the same way, so the caller sees exactly the rows the
+ * SELECT shows it.
  */
 typedef struct BucketWalk
 {
 	Relation	rel;
-	Relation	idx;
-	IndexScanDesc scan;
+	Relation	idx;			/* direct: the primary key */
+	IndexScanDesc scan;			/* direct: the scan on it */
+	Portal		cursor;			/* via SPI: the cursor of walk_sql */
+	SPITupleTable *rows;		/* via SPI: the rows fetched last */
+	uint64		next_row;
+	MemoryContext cxt;			/* the caller's, for the names returned */
 	TupleTableSlot *slot;		/* the current key's row */
 	ScanKeyData keys[2];		/* id >= cursor, id < end of the bucket */
 	const char *prefix;
@@ -306,19 +316,44 @@ typedef struct BucketWalk
 	TimestampTz now;
 } BucketWalk;
 
+/* $1 first id, $2 end of the range; the columns in the table's order */
+static const char *const walk_sql =
+"SELECT r.id, r.version, r.expires_at, r.format, r.data FROM %1$s AS r "
+"WHERE r.id OPERATOR(pg_catalog.>=) $1 AND r.id OPERATOR(pg_catalog.<) $2 "
+"ORDER BY r.id";
+
+#define WALK_FETCH	64
+
+/* (Re)starts the walk at the id in w->keys[0]. */
+static void
+walk_restart(BucketWalk *w)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+
+	if (w->scan)
+	{
+		index_rescan(w->scan, w->keys, 2, NULL, 0);
+		return;
+	}
+	if (w->cursor)
+		SPI_cursor_close(w->cursor);
+	if (w->rows)
+		SPI_freetuptable(w->rows);
+	w->rows = NULL;
+	values[0] = w->keys[0].sk_argument;
+	values[1] = w->keys[1].sk_argument;
+	w->cursor = SPI_cursor_open(NULL, storage_plan(PLAN_BUCKET_WALK, walk_sql,
+												   2, argtypes),
+								values, NULL, true);
+}
+
 static void
 walk_begin(BucketWalk *w, const char *prefix, TimestampTz now)
 {
-	Oid			relid = storage_records_relid(false);
-	AclResult	aclresult;
-
-	/* reading the table directly skips the executor's permission check */
-	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
-
-	w->rel = table_open(relid, AccessShareLock);
-	w->idx = index_open(storage_primary_key(w->rel), AccessShareLock);
+	memset(w, 0, sizeof(BucketWalk));
+	w->cxt = CurrentMemoryContext;
+	w->rel = table_open(storage_records_relid(false), AccessShareLock);
 	w->prefix = prefix;
 	w->plen = strlen(prefix);
 	w->now = now;
@@ -328,19 +363,49 @@ walk_begin(BucketWalk *w, const char *prefix, TimestampTz now)
 	ScanKeyInit(&w->keys[1], 1, BTLessStrategyNumber, F_TEXT_LT,
 				PointerGetDatum(prefix_end(prefix)));
 	w->keys[1].sk_collation = C_COLLATION_OID;
+
+	if (storage_direct_refusal(w->rel, STORAGE_OP_READ) != NULL)
+	{
+		SPI_connect();
+		walk_restart(w);
+		w->slot = MakeSingleTupleTableSlot(w->cursor->tupDesc, &TTSOpsHeapTuple);
+		return;
+	}
+	w->idx = index_open(storage_primary_key(w->rel), AccessShareLock);
 	w->slot = table_slot_create(w->rel, NULL);
 	w->scan = storage_index_beginscan(w->rel, w->idx, GetActiveSnapshot(), 2, 0);
-	index_rescan(w->scan, w->keys, 2, NULL, 0);
+	walk_restart(w);
+}
+
+/* The next row of the range into w->slot; false at the end. */
+static bool
+walk_fetch(BucketWalk *w)
+{
+	if (w->scan)
+		return index_getnext_slot(w->scan, ForwardScanDirection, w->slot);
+	if (w->rows == NULL || w->next_row >= w->rows->numvals)
+	{
+		if (w->rows)
+			SPI_freetuptable(w->rows);
+		SPI_cursor_fetch(w->cursor, true, WALK_FETCH);
+		w->rows = SPI_tuptable;
+		w->next_row = 0;
+		if (SPI_processed == 0)
+			return false;
+	}
+	ExecStoreHeapTuple(w->rows->vals[w->next_row++], w->slot, false);
+	return true;
 }
 
 /*
- * The next live name (palloc'd) or NULL at the end; *is_key tells a key
- * (whose row is then in w->slot) from a sub-bucket.
+ * The next live name (palloc'd in the caller's context) or NULL at the
+ * end; *is_key tells a key (whose row is then in w->slot) from a
+ * sub-bucket.
  */
 static char *
 walk_next(BucketWalk *w, bool *is_key)
 {
-	while (index_getnext_slot(w->scan, ForwardScanDirection, w->slot))
+	while (walk_fetch(w))
 	{
 		bool		isnull;
 		Datum		expires = slot_getattr(w->slot, 3, &isnull);
@@ -348,6 +413,7 @@ walk_next(BucketWalk *w, bool *is_key)
 		const char *rest;
 		const char *slash;
 		int			restlen;
+		int			len;
 		char	   *name;
 
 		CHECK_FOR_INTERRUPTS();
@@ -357,13 +423,16 @@ walk_next(BucketWalk *w, bool *is_key)
 		rest = VARDATA_ANY(id) + w->plen;
 		restlen = VARSIZE_ANY_EXHDR(id) - w->plen;
 		slash = memchr(rest, '/', restlen);
-		name = pnstrdup(rest, slash ? slash - rest : restlen);
+		len = slash ? slash - rest : restlen;
+		name = MemoryContextAlloc(w->cxt, len + 1);
+		memcpy(name, rest, len);
+		name[len] = '\0';
 		*is_key = (slash == NULL);
 		if (slash)
 		{
 			w->keys[0].sk_argument =
 				CStringGetTextDatum(psprintf("%s%s0", w->prefix, name));
-			index_rescan(w->scan, w->keys, 2, NULL, 0);
+			walk_restart(w);
 		}
 		if (name[0] != '.')
 			return name;
@@ -374,9 +443,19 @@ walk_next(BucketWalk *w, bool *is_key)
 static void
 walk_end(BucketWalk *w)
 {
-	index_endscan(w->scan);
 	ExecDropSingleTupleTableSlot(w->slot);
-	index_close(w->idx, AccessShareLock);
+	if (w->scan)
+	{
+		index_endscan(w->scan);
+		index_close(w->idx, AccessShareLock);
+	}
+	else
+	{
+		if (w->rows)
+			SPI_freetuptable(w->rows);
+		SPI_cursor_close(w->cursor);
+		SPI_finish();
+	}
 	table_close(w->rel, AccessShareLock);
 }
 

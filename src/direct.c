@@ -28,12 +28,11 @@
  *	  between, our tuple is killed and we start over, finding theirs.
  *
  * Anything this path does not reproduce exactly falls back to the SPI
- * statements in records.c and batch.c: REPEATABLE READ and SERIALIZABLE
- * (their snapshot rules and predicate locks), triggers, row-level security,
- * read-only transactions, parallel mode, privileges granted per column
- * rather than on the table, and storage.direct_writes = off.  The
- * regression test core_paths runs every save rule through both paths and
- * compares the outcomes.
+ * statements in records.c and batch.c; storage_direct_refusal() below is
+ * the one place that decides, for the writes and for the bucket readers
+ * (buckets.c), and the view storage_write_path shows its verdicts.  The
+ * regression tests core_paths and fast_paths run the operations through
+ * both paths and compare the outcomes.
  *
  *-------------------------------------------------------------------------
  */
@@ -48,16 +47,20 @@
 #include "access/xact.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_publication.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "nodes/primnodes.h"
 #include "executor/executor.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/resowner.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -89,6 +92,8 @@ static const struct
 	{"purge_after", TIMESTAMPTZOID},
 };
 
+PG_FUNCTION_INFO_V1(storage_write_path);
+
 static int64 save_one(StorageWriter *w, const StorageSaveArgs *a,
 					  TimestampTz now, bool *live, int64 *actual);
 static bool touch_one(StorageWriter *w, text *id, bool expires_null,
@@ -114,56 +119,186 @@ struct StorageWriter
 };
 
 /*
- * True if the table is the one the install script made: same columns,
- * nothing dropped, nothing that fires or filters per row.
+ * Why the table is not the one the install script made, or NULL: same
+ * columns, nothing dropped, a primary key.
  */
-static bool
-table_is_plain(Relation rel)
+static const char *
+shape_refusal(Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	int			i;
 
-	if (rel->rd_rel->relkind != RELKIND_RELATION ||
-		rel->trigdesc != NULL || rel->rd_rel->relrowsecurity ||
-		desc->natts != NUM_COLS || desc->constr == NULL ||
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		return "the records table is not a plain table";
+	if (desc->natts != NUM_COLS || desc->constr == NULL ||
 		!OidIsValid(storage_primary_key(rel)))
-		return false;
+		return "the records table's columns or primary key differ from the installed ones";
 	for (i = 0; i < NUM_COLS; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 
 		if (att->attisdropped || att->atttypid != expected_cols[i].type ||
 			strcmp(NameStr(att->attname), expected_cols[i].name) != 0)
-			return false;
+			return "the records table's columns or primary key differ from the installed ones";
 	}
-	return TupleDescAttr(desc, COL_PURGE_AFTER)->attgenerated == ATTRIBUTE_GENERATED_STORED;
+	if (TupleDescAttr(desc, COL_PURGE_AFTER)->attgenerated != ATTRIBUTE_GENERATED_STORED)
+		return "the records table's columns or primary key differ from the installed ones";
+	return NULL;
+}
+
+/*
+ * What each operation's statement needs: its table privileges, and whether
+ * it writes (then CheckCmdReplicaIdentity's commands).  The purge
+ * statement's FOR UPDATE needs UPDATE, so the direct purge asks for it too;
+ * its replica identity check is made in storage_direct_refusal.
+ */
+static const struct
+{
+	const char *name;
+	AclMode		need;
+	bool		updates;
+	bool		deletes;
+	bool		writes;
+}			ops[STORAGE_NUM_OPS] =
+{
+	[STORAGE_OP_SAVE] = {"save", ACL_SELECT | ACL_INSERT | ACL_UPDATE, true, false, true},
+	[STORAGE_OP_UPDATE] = {"versioned save, touch", ACL_SELECT | ACL_UPDATE, true, false, true},
+	[STORAGE_OP_DELETE] = {"delete", ACL_SELECT | ACL_DELETE, false, true, true},
+	[STORAGE_OP_PURGE] = {"purge", ACL_SELECT | ACL_UPDATE | ACL_DELETE, false, false, true},
+	[STORAGE_OP_READ] = {"bucket read", ACL_SELECT, false, false, false},
+};
+
+/*
+ * Whether the statement's replica identity check refuses deletes: the
+ * executor's own function, which raises, in a subtransaction.  Only the
+ * purge asks: its statement path skips and reports the rows it cannot
+ * delete instead of raising (purge.c), and the direct purge must end the
+ * same way.  A table in no publication is never refused, and asks
+ * nothing more than the relcache entry's publication summary.
+ */
+static bool
+deletes_refused_by_publication(Relation rel)
+{
+	PublicationDesc pd;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool refused = false;
+
+	RelationBuildPublicationDesc(rel, &pd);
+	if (!pd.pubactions.pubinsert && !pd.pubactions.pubupdate &&
+		!pd.pubactions.pubdelete && !pd.pubactions.pubtruncate &&
+		pd.rf_valid_for_delete && pd.cols_valid_for_delete)
+		return false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		CheckCmdReplicaIdentity(rel, CMD_DELETE);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		refused = true;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return refused;
+}
+
+/*
+ * The one decision whether an operation may skip the executor: NULL if
+ * the fast path does exactly what the operation's statement would do here,
+ * else why not (the caller then runs the statement).  Everything the
+ * executor enforces around a statement on this table is either reproduced
+ * by the fast path (constraints, unique and exclusion checks, the replica
+ * identity check made by storage_writer_begin) or named here.  Only the
+ * relcache entry, the role's privileges (syscache) and settings are read:
+ * this runs on every call.
+ */
+const char *
+storage_direct_refusal(Relation rel, StorageOp op)
+{
+	Assert(op >= 0 && op < STORAGE_NUM_OPS);
+
+	if (ops[op].writes)
+	{
+		if (!storage_direct_writes)
+			return "storage.direct_writes is off";
+		/* their snapshot rules and predicate locks */
+		if (IsolationUsesXactSnapshot())
+			return "the transaction is REPEATABLE READ or SERIALIZABLE";
+		if (XactReadOnly)
+			return "the transaction is read-only";
+		if (IsInParallelMode())
+			return "the transaction is in parallel mode";
+	}
+
+	/*
+	 * A module that checks or records each statement's table access (pgaudit,
+	 * sepgsql) sees it only through the executor; we cannot call its hook
+	 * ourselves because it depends on its own executor hooks' state.
+	 * ExecutorStart/Run hooks (pg_stat_statements, auto_explain) only
+	 * observe, and see the calling statement anyway.
+	 */
+	if (ExecutorCheckPerms_hook != NULL)
+		return "a module checks or audits table access (ExecutorCheckPerms_hook, e.g. pgaudit or sepgsql)";
+	/* privileges granted per column are the executor's to check */
+	if (pg_class_aclmask(RelationGetRelid(rel), GetUserId(), ops[op].need,
+						 ACLMASK_ALL) != ops[op].need)
+		return "the role lacks a table-level privilege the statement needs";
+	if (rel->rd_rel->relrowsecurity)
+		return "row-level security is enabled on the records table";
+	/* lazily cleared, so it may outlive the last child: harmless */
+	if (rel->rd_rel->relhassubclass)
+		return "the records table has inheritance children";
+	if (ops[op].writes)
+	{
+		if (rel->rd_rel->relispartition)
+			return "the records table is a partition";
+		if (rel->trigdesc != NULL)
+			return "the records table has triggers";
+		if (rel->rd_rules != NULL)
+			return "the records table has rules";
+	}
+	if (op == STORAGE_OP_PURGE && deletes_refused_by_publication(rel))
+		return "a publication of the records table refuses deletes (replica identity)";
+	return shape_refusal(rel);
 }
 
 /*
  * Opens the records table for direct writes, or returns NULL when the
- * caller must use its SPI statement instead (see the file header).  "need"
- * is the table privileges that statement needs (ACL_SELECT and the
- * commands it runs).
+ * caller must use its SPI statement instead (storage_direct_refusal).
  */
 StorageWriter *
-storage_writer_begin(AclMode need)
+storage_writer_begin(StorageOp op)
 {
 	StorageWriter *w;
-	Oid			relid;
 	Relation	rel;
 
-	if (!storage_direct_writes || IsolationUsesXactSnapshot() ||
-		XactReadOnly || IsInParallelMode())
-		return NULL;
-	relid = storage_records_relid(false);
-	if (pg_class_aclmask(relid, GetUserId(), need, ACLMASK_ALL) != need)
-		return NULL;
-	rel = table_open(relid, RowExclusiveLock);
-	if (!table_is_plain(rel))
+	Assert(ops[op].writes);
+	rel = table_open(storage_records_relid(false), RowExclusiveLock);
+	if (storage_direct_refusal(rel, op) != NULL)
 	{
 		table_close(rel, RowExclusiveLock);
 		return NULL;
 	}
+
+	/*
+	 * The statement's own check, with its error: no replica identity, or a
+	 * publication's row filter or column list that the identity does not
+	 * cover, refuses updates and deletes of a table that publishes them.
+	 * (An INSERT ... ON CONFLICT DO UPDATE is checked as an update.)  The
+	 * publication information is cached in the relcache entry.
+	 */
+	if (ops[op].updates)
+		CheckCmdReplicaIdentity(rel, CMD_UPDATE);
+	if (ops[op].deletes)
+		CheckCmdReplicaIdentity(rel, CMD_DELETE);
 
 	/*
 	 * Like the statement it replaces, start a new command, so that rows
@@ -179,6 +314,35 @@ storage_writer_begin(AclMode need)
 	w->found = table_slot_create(rel, NULL);
 	w->newrow = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
 	return w;
+}
+
+/*
+ * storage_write_path() -> (operation, path, reason): for each operation,
+ * the path it takes in this database, for the current role and in the
+ * current transaction, and why it is not the direct one.
+ */
+Datum
+storage_write_path(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Relation	rel;
+	int			op;
+
+	InitMaterializedSRF(fcinfo, 0);
+	rel = table_open(storage_records_relid(false), AccessShareLock);
+	for (op = 0; op < STORAGE_NUM_OPS; op++)
+	{
+		const char *why = storage_direct_refusal(rel, op);
+		Datum		values[3];
+		bool		nulls[3] = {false, false, why == NULL};
+
+		values[0] = CStringGetTextDatum(ops[op].name);
+		values[1] = CStringGetTextDatum(why ? "statement" : "direct");
+		values[2] = why ? CStringGetTextDatum(why) : (Datum) 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	table_close(rel, AccessShareLock);
+	return (Datum) 0;
 }
 
 /*

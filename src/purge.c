@@ -305,8 +305,7 @@ storage_purge_batch(TimestampTz now, int batch_size, StoragePurgeRound *round)
 	StorageWriter *w;
 
 	Assert(batch_size > 0);
-	/* the statement's FOR UPDATE needs UPDATE: same privileges both ways */
-	w = storage_writer_begin(ACL_SELECT | ACL_UPDATE | ACL_DELETE);
+	w = storage_writer_begin(STORAGE_OP_PURGE);
 	if (w != NULL)
 	{
 		int64		n = storage_writer_purge(w, now, batch_size, &round->resume);

@@ -144,8 +144,8 @@ static bool
 save_direct(FunctionCallInfo fcinfo, text *id, int64 expect, TimestampTz now,
 			int64 *result)
 {
-	StorageWriter *w = storage_writer_begin(ACL_SELECT | ACL_UPDATE |
-											(expect <= 0 ? ACL_INSERT : 0));
+	StorageWriter *w = storage_writer_begin(expect <= 0 ? STORAGE_OP_SAVE :
+											STORAGE_OP_UPDATE);
 	StorageSaveArgs a;
 	bool		live;
 	int64		actual;
@@ -243,7 +243,7 @@ storage_delete(PG_FUNCTION_ARGS)
 	bool		live = false;
 	text	   *id = storage_id_arg(fcinfo, 0);
 	TimestampTz now = storage_now();
-	StorageWriter *w = storage_writer_begin(ACL_SELECT | ACL_DELETE);
+	StorageWriter *w = storage_writer_begin(STORAGE_OP_DELETE);
 
 	if (w != NULL)
 	{
@@ -297,7 +297,7 @@ storage_touch(PG_FUNCTION_ARGS)
 
 	storage_require_arg(fcinfo, 2, "expect_version");
 	now = storage_now();
-	w = storage_writer_begin(ACL_SELECT | ACL_UPDATE);
+	w = storage_writer_begin(STORAGE_OP_UPDATE);
 	if (w != NULL)
 	{
 		touched = storage_writer_touch(w, id, PG_ARGISNULL(1),

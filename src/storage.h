@@ -17,6 +17,7 @@
 #include "nodes/parsenodes.h"
 #include "storage/condition_variable.h"
 #include "fmgr.h"
+#include "utils/relcache.h"
 #include "utils/timestamp.h"
 
 /* Same limit as the Go provider's MaxIDLength: bytes, not characters. */
@@ -81,6 +82,7 @@ typedef enum StoragePlanId
 	PLAN_LOCK_FENCE,
 	PLAN_LOCK_RELEASE_FENCED,
 	PLAN_LOCK_EXTEND,
+	PLAN_BUCKET_WALK,
 	STORAGE_NUM_PLANS
 } StoragePlanId;
 
@@ -97,7 +99,21 @@ pg_noreturn extern void storage_raise_conflict(const text *id, int64 expect,
 /*
  * direct.c: the direct write path of the saves (no SPI), used whenever it
  * behaves exactly like the SPI statements; NULL from begin means "use SPI".
+ * The operations, each with the privileges its statement needs and the
+ * commands it runs, decide together with the table and the transaction
+ * whether a fast path may be taken (storage_direct_refusal).
  */
+typedef enum StorageOp
+{
+	STORAGE_OP_SAVE,			/* create or unversioned save: INSERT ... ON
+								 * CONFLICT DO UPDATE */
+	STORAGE_OP_UPDATE,			/* versioned save, touch: UPDATE */
+	STORAGE_OP_DELETE,			/* delete: DELETE */
+	STORAGE_OP_PURGE,			/* purge: DELETE of rows locked FOR UPDATE */
+	STORAGE_OP_READ,			/* the bucket readers: SELECT */
+	STORAGE_NUM_OPS
+} StorageOp;
+
 typedef struct StorageWriter StorageWriter;
 typedef struct StorageSaveArgs
 {
@@ -111,7 +127,8 @@ typedef struct StorageSaveArgs
 	bool		format_null;
 } StorageSaveArgs;
 
-extern StorageWriter *storage_writer_begin(AclMode need);
+extern const char *storage_direct_refusal(Relation rel, StorageOp op);
+extern StorageWriter *storage_writer_begin(StorageOp op);
 extern void storage_writer_walk(StorageWriter *w);
 extern int64 storage_writer_save(StorageWriter *w, const StorageSaveArgs *a,
 								 TimestampTz now, bool *live, int64 *actual);

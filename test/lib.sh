@@ -54,6 +54,7 @@ libcmocka-dev
 libipc-run-perl
 procps
 pgbouncer
+postgresql-$PG_MAJOR-pgaudit
 "
 
 install_deps() {
