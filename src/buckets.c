@@ -368,7 +368,9 @@ walk_begin(BucketWalk *w, const char *prefix, TimestampTz now)
 	{
 		SPI_connect();
 		walk_restart(w);
-		w->slot = MakeSingleTupleTableSlot(w->cursor->tupDesc, &TTSOpsHeapTuple);
+		/* the cursor's descriptor goes with the cursor at a restart */
+		w->slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(w->cursor->tupDesc),
+										   &TTSOpsHeapTuple);
 		return;
 	}
 	w->idx = index_open(storage_primary_key(w->rel), AccessShareLock);
