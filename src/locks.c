@@ -35,7 +35,10 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "commands/sequence.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
@@ -128,13 +131,25 @@ token_hash(text *id)
  * The sequence fencing tokens are drawn from, or InvalidOid while the
  * extension's SQL is still at 1.0 (library installed, ALTER EXTENSION
  * UPDATE not yet run): a take then leaves version 1 as 1.0 did, and the
- * update starts the sequence above every lock record's version.
+ * update starts the sequence above every lock record's version.  Found by
+ * name, so it must be the extension's own: a sequence of that name that
+ * someone else created in the schema (whose owner could setval it back)
+ * is refused.
  */
 static Oid
 fences_seqid(void)
 {
-	return get_relname_relid(FENCES_SEQUENCE,
-							 get_rel_namespace(storage_records_relid(false)));
+	Oid			seqid = get_relname_relid(FENCES_SEQUENCE,
+										  get_rel_namespace(storage_records_relid(false)));
+
+	if (OidIsValid(seqid) &&
+		getExtensionOfObject(RelationRelationId, seqid) != get_extension_oid("storage", false))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("sequence \"%s\" is not a member of extension \"storage\"",
+						FENCES_SEQUENCE),
+				 errhint("Drop it, then run ALTER EXTENSION storage UPDATE.")));
+	return seqid;
 }
 
 /*

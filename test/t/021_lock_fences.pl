@@ -4,7 +4,8 @@
 # version, the roles that could execute the 1.0 storage_acquire_lock can
 # execute the new one (and pg_dump still dumps that grant), the updated
 # schema equals a fresh install's, and a restored database goes on above
-# every token handed out before the dump.
+# every token handed out before the dump.  Also: the library refuses a
+# token sequence that is not the extension's.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -112,6 +113,22 @@ is( $node->safe_psql('restored', q{
 		SELECT has_function_privilege('regress_app',
 			'storage_acquire_lock(text, interval)', 'EXECUTE')}),
 	't', 'the grant survives the restore');
+
+# before the update, the library finds the token sequence by name: one
+# that someone else created in the extension's schema is refused, not used
+$node->safe_psql('postgres', 'CREATE DATABASE squat');
+$node->safe_psql('squat', q{
+	CREATE EXTENSION storage VERSION '1.0';
+	CREATE ROLE regress_squatter;
+	GRANT CREATE ON SCHEMA public TO regress_squatter;
+	SET ROLE regress_squatter;
+	CREATE SEQUENCE storage_lock_fences;
+});
+my ($rc, $out, $err) = $node->psql('squat', q{SELECT storage_acquire_lock('x', '1 minute')});
+like($err, qr/sequence "storage_lock_fences" is not a member of extension "storage"/,
+	'a sequence of that name not created by the extension is refused');
+is($node->safe_psql('squat', 'SELECT count(*) FROM storage_records'), '0',
+	'and no lock was taken');
 
 $node->stop;
 done_testing();
