@@ -46,6 +46,7 @@
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
@@ -103,6 +104,10 @@ StaticAssertDecl(STORAGE_LOCK_CV_SLOTS <= 64, "one bit per slot");
 static uint64 pending_broadcasts = 0;
 static bool callback_registered = false;
 
+/* the token sequence, once found and verified, until it is invalidated */
+static Oid	fences_cached = InvalidOid;
+static bool fences_callback_registered = false;
+
 static text *
 lock_id(FunctionCallInfo fcinfo)
 {
@@ -136,19 +141,36 @@ token_hash(text *id)
  * someone else created in the schema (whose owner could setval it back)
  * is refused.
  */
+static void
+fences_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == fences_cached)
+		fences_cached = InvalidOid;
+}
+
 static Oid
 fences_seqid(void)
 {
-	Oid			seqid = get_relname_relid(FENCES_SEQUENCE,
-										  get_rel_namespace(storage_records_relid(false)));
+	Oid			seqid;
 
-	if (OidIsValid(seqid) &&
-		getExtensionOfObject(RelationRelationId, seqid) != get_extension_oid("storage", false))
+	if (OidIsValid(fences_cached))
+		return fences_cached;
+	seqid = get_relname_relid(FENCES_SEQUENCE,
+							  get_rel_namespace(storage_records_relid(false)));
+	if (!OidIsValid(seqid))
+		return InvalidOid;
+	if (getExtensionOfObject(RelationRelationId, seqid) != get_extension_oid("storage", false))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("sequence \"%s\" is not a member of extension \"storage\"",
 						FENCES_SEQUENCE),
 				 errhint("Drop it, then run ALTER EXTENSION storage UPDATE.")));
+	if (!fences_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(fences_relcache_callback, (Datum) 0);
+		fences_callback_registered = true;
+	}
+	fences_cached = seqid;
 	return seqid;
 }
 
