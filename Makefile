@@ -35,7 +35,7 @@ ISOLATION = save_races save_delete save_purge batch_races bucket_cas bucket_crea
 # tests of release 1.1, a line per topic
 ISOLATION += # search_path safety and the expiry worker
 ISOLATION += # fast paths: what the statements enforce
-ISOLATION += # purge: skipped rows, back-off, status
+ISOLATION += purge_skip # purge: skipped rows, back-off, status
 ISOLATION += lock_fencing # locks with fencing tokens
 ISOLATION += # input rules and the DROP EXTENSION guard
 ISOLATION_OPTS = --inputdir=test --load-extension=storage

@@ -392,7 +392,6 @@ purge_database(StorageDbStatus *st)
 	st->more_work = false;
 	st->last_start = start;
 	st->rows_last = 0;
-	st->skipped_last = 0;
 	storage_status_put(st);
 
 	for (;;)
@@ -411,7 +410,6 @@ purge_database(StorageDbStatus *st)
 		t1 = GetCurrentTimestamp();
 		st->rows_last += n;
 		st->rows_total += n;
-		st->skipped_last += round.skipped - skipped;
 		st->skipped_total += round.skipped - skipped;
 		if (round.skipped > skipped)
 			strlcpy(st->skip_reason, round.skip_reason, sizeof(st->skip_reason));
@@ -437,6 +435,8 @@ purge_database(StorageDbStatus *st)
 			ResetLatch(MyLatch);
 		}
 	}
+	/* shown once the visit is over: a visit in progress has not met them all */
+	st->skipped_last = round.skipped;
 	st->purging = false;
 	st->last_end = GetCurrentTimestamp();
 	st->last_error[0] = '\0';

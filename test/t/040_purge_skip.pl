@@ -102,7 +102,10 @@ is(log_count($offset, qr/exited with exit code/), 0, 'the worker never fails');
 $node->safe_psql('db1', q{ALTER SYSTEM SET storage.autopurge = off; SELECT pg_reload_conf()});
 ok($node->poll_query_until('db1', q{SELECT worker_state LIKE 'disabled%' FROM storage_status}),
 	'the worker is off');
-sleep 1;	# let a visit in progress finish
+sleep 1;	# let the launcher see the reload; then no visit is in progress
+ok($node->poll_query_until('db1',
+	q{SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'storage expiry worker'}),
+	'no purge worker is running');
 # a caller's transaction checks deferred constraints at its commit: the
 # README says so; here the rows are referred to by an immediate key instead
 $node->safe_psql('db1', q{
@@ -126,9 +129,11 @@ ok($node->poll_query_until('db2',
 	'db2 is purged');
 $offset = -s $node->logfile;
 $node->safe_psql('db2', q{
+	BEGIN;
 	SELECT count(storage_save('dead:' || i, 'x', -1, now() - interval '1 minute'))
 	  FROM generate_series(1, 50) AS i;
-	ALTER TABLE storage_records RENAME TO records_elsewhere});
+	ALTER TABLE storage_records RENAME TO records_elsewhere;
+	COMMIT});
 ok($node->poll_query_until('db2',
 	q{SELECT consecutive_failures >= 5 FROM storage_status}),
 	'the visits of a database without its records table fail');
