@@ -57,10 +57,13 @@ $(OBJS): src/storage.h src/compat.h
 
 # The client library (src/client, see its Makefile) is built and installed
 # with the extension.  Its install goes to /usr/local unless PREFIX= or
-# DESTDIR= say otherwise.
+# DESTDIR= say otherwise.  STORAGE_CLIENT=no leaves it out (debian/rules
+# builds the extension once per server version, the library only once).
+ifneq ($(STORAGE_CLIENT),no)
 all: client
 install: client-install
 clean: client-clean
+endif
 client:
 	$(MAKE) -C src/client
 client-install: client
