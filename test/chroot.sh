@@ -78,7 +78,9 @@ make_base() {
 	debootstrap --variant=minbase "$rel" "$dir" "$mirror" "${script[@]}" \
 		>"$CI_CACHE/$rel/debootstrap.log" 2>&1 ||
 		{ tail -30 "$CI_CACHE/$rel/debootstrap.log"; die "debootstrap $rel failed"; }
-	echo "deb $mirror $rel main" >"$dir/etc/apt/sources.list"
+	# deb-src: test/cassert.sh builds from Debian's source packages
+	printf 'deb %s %s main\ndeb-src %s %s main\n' "$mirror" "$rel" "$mirror" "$rel" \
+		>"$dir/etc/apt/sources.list"
 	# a testing release's Release file can be past its Valid-Until date
 	echo 'Acquire::Check-Valid-Until "false";' >"$dir/etc/apt/apt.conf.d/99storage-ci"
 	echo 'APT::Install-Recommends "false";' >>"$dir/etc/apt/apt.conf.d/99storage-ci"
@@ -118,4 +120,24 @@ drop_chroot() {
 	"$CI_CACHE"/*/fresh.*) rm -rf --one-file-system "$1" ;;
 	*) die "refusing to remove $1" ;;
 	esac
+}
+
+# suite_in_chroot RELEASE: test/run-all.sh in the cached chroot of RELEASE,
+# on a copy of the project made for this run; PG_MAJOR, PG_CONFIG (a path
+# inside the chroot), STORAGE_RUN_USER, KEEP_WORK and
+# STORAGE_TEST_SKIP_PG_CRON are passed on.
+suite_in_chroot() {
+	local rel=$1 root copy rc
+	make_root "$rel" || return 1
+	root="$CI_CACHE/$rel/root"
+	copy=$(mktemp -d "$root/tmp/storage-src.XXXXXX")
+	(cd "$PROJECT_DIR" && tar --exclude=.git --exclude='*.o' --exclude='*.so' \
+		--exclude='*.bc' -cf - .) | tar -xf - -C "$copy"
+	# an earlier run may have been interrupted in the middle of dpkg
+	in_chroot "$root" dpkg --configure -a
+	CHROOT_ENV="PG_MAJOR PG_CONFIG STORAGE_RUN_USER KEEP_WORK STORAGE_TEST_SKIP_PG_CRON" \
+		in_chroot "$root" bash "${copy#"$root"}/test/run-all.sh"
+	rc=$?
+	rm -rf "$copy"
+	return $rc
 }

@@ -66,23 +66,8 @@ host_15() {
 	fi
 }
 
-# in_release_chroot MAJOR: the suite in the cached chroot of its release,
-# from a copy of the project made for this run
 chroot_suite() {
-	local major=$1 rel root copy rc
-	rel=$(release_of "$major")
-	make_root "$rel" || return 1
-	root="$CI_CACHE/$rel/root"
-	copy=$(mktemp -d "$root/tmp/storage-src.XXXXXX")
-	(cd "$PROJECT_DIR" && tar --exclude=.git --exclude='*.o' --exclude='*.so' \
-		--exclude='*.bc' -cf - .) | tar -xf - -C "$copy"
-	# an earlier run may have been interrupted in the middle of dpkg
-	in_chroot "$root" dpkg --configure -a
-	CHROOT_ENV="PG_MAJOR STORAGE_RUN_USER KEEP_WORK" PG_MAJOR=$major \
-		in_chroot "$root" bash "${copy#"$root"}/test/run-all.sh"
-	rc=$?
-	rm -rf "$copy"
-	return $rc
+	PG_MAJOR=$1 PG_CONFIG= suite_in_chroot "$(release_of "$1")"
 }
 
 main() {
