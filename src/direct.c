@@ -118,6 +118,30 @@ struct StorageWriter
 	FmgrInfo	walk_cmp;		/* the primary key's order */
 };
 
+/* a slot of the table that holds no buffer pin (for assertions) */
+#define SLOT_PINS_NOTHING(slot) \
+	(!TTS_IS_BUFFERTUPLE(slot) || \
+	 !BufferIsValid(((BufferHeapTupleTableSlot *) (slot))->buffer))
+
+/*
+ * What every look-up and write below relies on, checked in assertion-enabled
+ * builds: the table and primary key that storage_writer_begin() accepted,
+ * still locked by us (the lock is what keeps their definition, and so
+ * table_is_plain()'s verdict, from changing), a btree (the walk reads its
+ * keys and order) that is immediate (the arbiter of speculative inserts),
+ * and a transaction whose statements each take a fresh snapshot.
+ */
+static void
+assert_writer(StorageWriter *w)
+{
+	Assert(w->rel->rd_rel->relkind == RELKIND_RELATION);
+	Assert(CheckRelationLockedByMe(w->rel, RowExclusiveLock, true));
+	Assert(CheckRelationLockedByMe(w->pkey, RowExclusiveLock, true));
+	Assert(w->pkey->rd_index->indisprimary && w->pkey->rd_index->indimmediate);
+	Assert(w->pkey->rd_rel->relam == BTREE_AM_OID);
+	Assert(!IsolationUsesXactSnapshot());
+}
+
 /*
  * Why the table is not the one the install script made, or NULL: same
  * columns, nothing dropped, a primary key.
@@ -397,6 +421,7 @@ writer_rri(StorageWriter *w)
 static bool
 find_newest(StorageWriter *w, text *id)
 {
+	assert_writer(w);
 	for (;;)
 	{
 		ScanKeyData key;
@@ -424,6 +449,8 @@ find_newest(StorageWriter *w, text *id)
 		/* another transaction is changing the record: wait, look again */
 		tid = w->found->tts_tid;
 		ExecClearTuple(w->found);
+		/* waiting with no buffer or index page pinned (see look_up) */
+		Assert(SLOT_PINS_NOTHING(w->found) && w->walk == NULL);
 		if (dirty.speculativeToken)
 			SpeculativeInsertionWait(dirty.xmin, dirty.speculativeToken);
 		else
@@ -462,6 +489,7 @@ walk_seek(StorageWriter *w, text *id)
 {
 	ScanKeyData key;
 
+	assert_writer(w);
 	if (w->walk == NULL)
 	{
 		InitDirtySnapshot(w->walk_snapshot);
@@ -551,6 +579,8 @@ walk_find(StorageWriter *w, text *id)
 			w->walk_pending = true;
 			return WALK_ABSENT;
 		}
+		/* WALK_BUSY below reads what only a dirty snapshot reports */
+		Assert(w->walk->xs_snapshot->snapshot_type == SNAPSHOT_DIRTY);
 		if (index_fetch_heap(w->walk, w->found))
 			return TransactionIdIsValid(w->walk_snapshot.xmin) ||
 				TransactionIdIsValid(w->walk_snapshot.xmax) ?
@@ -672,6 +702,8 @@ update_found(StorageWriter *w, const StorageSaveArgs *a, int64 version)
 
 	/* no buffer pin while heap_update possibly waits for a row lock */
 	ExecClearTuple(w->found);
+	assert_writer(w);
+	Assert(SLOT_PINS_NOTHING(w->found) && ItemPointerIsValid(&tid));
 	build_row(w, a, version);
 	res = table_tuple_update(w->rel, &tid, w->newrow,
 							 GetCurrentCommandId(true),
@@ -713,10 +745,13 @@ insert_new(StorageWriter *w, const StorageSaveArgs *a)
 	uint32		token;
 	bool		conflict = false;
 
+	assert_writer(w);
 	build_row(w, a, 1);
 	token = SpeculativeInsertionLockAcquire(xid);
 	table_tuple_insert_speculative(w->rel, w->newrow,
 								   GetCurrentCommandId(true), 0, NULL, token);
+	/* the index entries point at the tuple just placed */
+	Assert(ItemPointerIsValid(&w->newrow->tts_tid));
 	list_free(storage_insert_index_tuples(rri, w->newrow, w->estate, false, true,
 										  &conflict, w->arbiter, false));
 	table_tuple_complete_speculative(w->rel, w->newrow, token, !conflict);
@@ -822,6 +857,7 @@ storage_writer_delete(StorageWriter *w, text *id, TimestampTz now)
 		live = found_is_live(w, now);
 		tid = w->found->tts_tid;
 		ExecClearTuple(w->found);
+		Assert(SLOT_PINS_NOTHING(w->found) && ItemPointerIsValid(&tid));
 		/* not waiting while the walk pins the index, as in update_found */
 		res = table_tuple_delete(w->rel, &tid, GetCurrentCommandId(true),
 								 current_snapshot(), InvalidSnapshot,
@@ -980,6 +1016,10 @@ storage_writer_purge(StorageWriter *w, TimestampTz now, int batch_size,
 	ScanKeyInit(&keys[1], 1, BTLessEqualStrategyNumber, F_TIMESTAMPTZ_LE,
 				TimestampTzGetDatum(storage_slot_end(now)));
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	/* only rows committed as expired are deleted; idx is locked as w->rel */
+	Assert(IsMVCCSnapshot(snapshot));
+	Assert(CheckRelationLockedByMe(idx, RowExclusiveLock, true));
+	assert_writer(w);
 	scan = storage_index_beginscan(w->rel, idx, snapshot, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
 
