@@ -681,18 +681,46 @@ build_row(StorageWriter *w, const StorageSaveArgs *a, int64 version)
 }
 
 /*
+ * Locks the version at tid for our update without waiting.  Returns false
+ * if another transaction holds a conflicting lock on it or has replaced or
+ * deleted it: the caller starts over, and waits then, with the walk ended.
+ */
+static bool
+lock_without_waiting(StorageWriter *w, ItemPointer tid)
+{
+	TM_FailureData tmfd;
+	TM_Result	res;
+
+	res = table_tuple_lock(w->rel, tid, current_snapshot(), w->found,
+						   GetCurrentCommandId(true), LockTupleNoKeyExclusive,
+						   LockWaitSkip, 0, &tmfd);
+	/* the slot holds the locked version and a pin: let go of both */
+	ExecClearTuple(w->found);
+	switch (res)
+	{
+		case TM_Ok:
+			return true;
+		case TM_WouldBlock:
+		case TM_Updated:
+		case TM_Deleted:
+			return false;
+		case TM_SelfModified:
+			elog(ERROR, "record was already modified by this command");
+			break;
+		default:
+			elog(ERROR, "unexpected table_tuple_lock status: %u", res);
+			break;
+	}
+	return false;
+}
+
+/*
  * Replaces the version in w->found.  Returns false if it is no longer the
  * newest one (the caller starts over).
  */
 static bool
 update_found(StorageWriter *w, const StorageSaveArgs *a, int64 version)
 {
-	/*
-	 * While the walk is open it pins a leaf page of the primary key, which
-	 * VACUUM must not be kept waiting for behind a row lock: then a busy
-	 * row sends the caller round again, to wait after the walk has ended.
-	 */
-	bool		wait = (w->walk == NULL);
 	ItemPointerData tid = w->found->tts_tid;
 	TM_FailureData tmfd;
 	LockTupleMode lockmode;
@@ -704,18 +732,29 @@ update_found(StorageWriter *w, const StorageSaveArgs *a, int64 version)
 	ExecClearTuple(w->found);
 	assert_writer(w);
 	Assert(SLOT_PINS_NOTHING(w->found) && ItemPointerIsValid(&tid));
+
+	/*
+	 * While the walk is open it pins a leaf page of the primary key, which
+	 * VACUUM must not be kept waiting for behind a row lock: then a busy
+	 * row sends the caller round again, to wait after the walk has ended.
+	 * heap_update() must not be asked not to wait (an assertion-enabled
+	 * server stops there), so the row is first locked without waiting, as
+	 * SKIP LOCKED does; the update then meets only our own lock.
+	 */
+	if (w->walk != NULL && !lock_without_waiting(w, &tid))
+		return false;
+
 	build_row(w, a, version);
 	res = table_tuple_update(w->rel, &tid, w->newrow,
 							 GetCurrentCommandId(true),
 							 current_snapshot(), InvalidSnapshot,
-							 wait, &tmfd, &lockmode, &update_indexes);
+							 true, &tmfd, &lockmode, &update_indexes);
 	switch (res)
 	{
 		case TM_Ok:
 			break;
 		case TM_Updated:
 		case TM_Deleted:
-		case TM_BeingModified:	/* only when not waiting */
 			return false;
 		case TM_SelfModified:
 			elog(ERROR, "record was already modified by this command");

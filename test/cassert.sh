@@ -49,7 +49,9 @@ build_server() {
 			--enable-tap-tests --without-icu --without-llvm
 		make -s -j2 >/dev/null
 		make -s install >/dev/null
-		grep -q "^#define USE_ASSERT_CHECKING 1" "$PREFIX/include/server/pg_config.h"
+		# what gives the extension built against it -DUSE_ASSERT_CHECKING
+		grep -q "^#define USE_ASSERT_CHECKING 1" \
+			"$("$PREFIX/bin/pg_config" --includedir-server)/pg_config.h"
 		cd / && rm -rf /usr/src/storage-ci
 	' || die "building the assertion-enabled server failed"
 	echo "built $(date -u +%FT%TZ) in $(($(date +%s) - start))s" >"$ROOT$PREFIX/$CHROOT_MARK"
