@@ -25,7 +25,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/lib.sh"
 source "$HERE/chroot.sh"
 
-PARTS=${MATRIX_PARTS:-15 17 18}
+PARTS=${MATRIX_PARTS:-15 17 18 15-cassert packages}
 PASSED=0
 FAILED=0
 SUMMARY=""
