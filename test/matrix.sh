@@ -60,7 +60,10 @@ part() {
 
 host_15() {
 	if [ -n "${MATRIX_HOST_LOCK:-}" ]; then
-		PG_MAJOR=15 PG_CONFIG= flock "$MATRIX_HOST_LOCK" bash "$HERE/run-all.sh"
+		local t=$(date +%s)
+		PG_MAJOR=15 PG_CONFIG= flock "$MATRIX_HOST_LOCK" bash -c \
+			'echo "(waited $(($(date +%s) - $1))s for $2)"; bash "$3"' _ "$t" \
+			"$MATRIX_HOST_LOCK" "$HERE/run-all.sh"
 	else
 		PG_MAJOR=15 PG_CONFIG= bash "$HERE/run-all.sh"
 	fi
