@@ -125,7 +125,7 @@ drop_chroot() {
 # suite_in_chroot RELEASE: test/run-all.sh in the cached chroot of RELEASE,
 # on a copy of the project made for this run; PG_MAJOR, PG_CONFIG (a path
 # inside the chroot), STORAGE_RUN_USER, KEEP_WORK and
-# STORAGE_TEST_SKIP_PG_CRON are passed on.
+# STORAGE_TEST_SKIP_MODULES are passed on.
 suite_in_chroot() {
 	local rel=$1 root copy rc
 	make_root "$rel" || return 1
@@ -135,7 +135,7 @@ suite_in_chroot() {
 		--exclude='*.bc' -cf - .) | tar -xf - -C "$copy"
 	# an earlier run may have been interrupted in the middle of dpkg
 	in_chroot "$root" dpkg --configure -a
-	CHROOT_ENV="PG_MAJOR PG_CONFIG STORAGE_RUN_USER KEEP_WORK STORAGE_TEST_SKIP_PG_CRON" \
+	CHROOT_ENV="PG_MAJOR PG_CONFIG STORAGE_RUN_USER KEEP_WORK STORAGE_TEST_SKIP_MODULES" \
 		in_chroot "$root" bash "${copy#"$root"}/test/run-all.sh"
 	rc=$?
 	rm -rf "$copy"

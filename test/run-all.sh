@@ -69,7 +69,7 @@ run_tap() {
 	(cd "$WORK/src" && as_user env TESTDIR="$WORK/src/test" \
 		TESTDATADIR="$WORK/src/test/tmp_check" TESTLOGDIR="$WORK/src/test/tmp_check/log" \
 		PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
-		STORAGE_TEST_WORK="$WORK" STORAGE_TEST_SKIP_PG_CRON="${STORAGE_TEST_SKIP_PG_CRON:-}" \
+		STORAGE_TEST_WORK="$WORK" STORAGE_TEST_SKIP_MODULES="${STORAGE_TEST_SKIP_MODULES:-}" \
 		prove -I "$PGXS_DIR/src/test/perl" -I test/t test/t/*.pl) >"$log" 2>&1
 	cat "$log"
 	tests=$(grep -oE 'Tests=[0-9]+' "$log" | grep -oE '[0-9]+' | tail -1)

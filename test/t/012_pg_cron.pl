@@ -7,9 +7,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 # Only the harness may skip this test, and it says why (test/cassert.sh:
-# there is no pg_cron built for the assertion-enabled server).
-plan skip_all => $ENV{STORAGE_TEST_SKIP_PG_CRON}
-  if $ENV{STORAGE_TEST_SKIP_PG_CRON};
+# no pg_cron is built for the assertion-enabled server).
+plan skip_all => $ENV{STORAGE_TEST_SKIP_MODULES}
+  if $ENV{STORAGE_TEST_SKIP_MODULES};
 
 my $node = PostgreSQL::Test::Cluster->new('cron');
 $node->init;
