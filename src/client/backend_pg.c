@@ -195,6 +195,20 @@ map_sqlstate(const char *sqlstate)
 	return STORAGE_BACKEND_ERROR;
 }
 
+/*
+ * SQLSTATEs after which the same call may succeed if repeated: connection
+ * exceptions (08), transaction rollback (40: serialization failure,
+ * deadlock), insufficient resources (53), operator intervention (57:
+ * shutdown, crash, cancel) and lock not available (55P03).
+ */
+static bool
+sqlstate_retryable(const char *sqlstate)
+{
+	return strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "40", 2) == 0 ||
+		strncmp(sqlstate, "53", 2) == 0 || strncmp(sqlstate, "57", 2) == 0 ||
+		strcmp(sqlstate, "55P03") == 0;
+}
+
 /* Trim libpq's trailing newline for messages. */
 static const char *
 conn_message(PGconn *conn, char *buf, size_t size)
@@ -289,9 +303,13 @@ ensure_ready(storage_client *h, pg_state *ps, int stmt)
 		ps->doomed = false;
 		PQreset(ps->conn);
 		if (PQstatus(ps->conn) != CONNECTION_OK)
-			return storage_error(h, STORAGE_BACKEND_ERROR,
-								 "could not reconnect to the server: %s",
-								 conn_message(ps->conn, buf, sizeof(buf)));
+		{
+			storage_error(h, STORAGE_BACKEND_ERROR,
+						  "could not reconnect to the server: %s",
+						  conn_message(ps->conn, buf, sizeof(buf)));
+			storage_error_detail("08001", true);
+			return STORAGE_BACKEND_ERROR;
+		}
 	}
 	if (!ps->unnamed && !(ps->prepared & (UINT32_C(1) << stmt)))
 		return prepare_stmt(h, ps, stmt);
@@ -339,11 +357,15 @@ run(storage_client *h, pg_state *ps, int stmt, const char *const *values,
 			ps->prepared = 0;
 			if (is_read && attempt == 0)
 				continue;
-			return storage_error(h, STORAGE_BACKEND_ERROR,
-								 "connection to the server lost during %s%s: %s",
-								 stmts[stmt].name,
-								 is_read ? "" : " (the write may or may not have committed)",
-								 conn_message(ps->conn, buf, sizeof(buf)));
+			storage_error(h, STORAGE_BACKEND_ERROR,
+						  "connection to the server lost during %s%s: %s",
+						  stmts[stmt].name,
+						  is_read ? "" : " (the write may or may not have committed)",
+						  conn_message(ps->conn, buf, sizeof(buf)));
+			storage_error_detail("08006", true);
+			if (!is_read)
+				storage_error_outcome(STORAGE_OUTCOME_UNKNOWN);
+			return STORAGE_BACKEND_ERROR;
 		}
 		sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 		if (sqlstate == NULL)
@@ -372,6 +394,7 @@ run(storage_client *h, pg_state *ps, int stmt, const char *const *values,
 							   primary ? primary : "error",
 							   detail ? ": " : "", detail ? detail : "",
 							   sqlstate);
+			storage_error_detail(sqlstate, sqlstate_retryable(sqlstate));
 			PQclear(res);
 			return st;
 		}
@@ -393,10 +416,12 @@ row_to_record(PGresult *res, int row, storage_record *rec)
 	if (!PQgetisnull(res, row, 4))
 	{
 		size_t		len = (size_t) PQgetlength(res, row, 4);
+		unsigned char *data = malloc(len ? len : 1);
 
-		if ((rec->data = malloc(len ? len : 1)) == NULL)
+		if (data == NULL)
 			goto oom;
-		memcpy(rec->data, PQgetvalue(res, row, 4), len);
+		memcpy(data, PQgetvalue(res, row, 4), len);
+		rec->data = data;
 		rec->data_len = len;
 	}
 	return true;
@@ -661,6 +686,8 @@ pg_open(storage_client *h, const char *spec, void **state)
 		st = storage_error(h, STORAGE_BACKEND_ERROR,
 						   "could not connect to the server: %s",
 						   ps->conn ? conn_message(ps->conn, buf, sizeof(buf)) : "out of memory");
+		/* libpq has no SQLSTATE for a refused connection: 08001's meaning */
+		storage_error_detail("08001", true);
 		PQfinish(ps->conn);
 		free(ps);
 		return st;

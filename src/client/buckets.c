@@ -250,7 +250,7 @@ storage_get_val(storage_client *h, const char *const *bucket, size_t nbucket,
 	st = storage_fetch(h, id, &rec);
 	if (st == STORAGE_OK)
 	{
-		*val = rec.data;
+		*val = (unsigned char *) rec.data;	/* the library's: storage_free() */
 		*val_len = rec.data_len;
 		rec.data = NULL;
 		storage_record_clear(&rec);
@@ -709,8 +709,8 @@ storage_items_free(storage_item *items, size_t n)
 		return;
 	for (size_t i = 0; i < n; i++)
 	{
-		free(items[i].key);
-		free(items[i].val);
+		free((void *) items[i].key);
+		free((void *) items[i].val);
 	}
 	free(items);
 }

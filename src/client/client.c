@@ -10,6 +10,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#define _GNU_SOURCE				/* strerrorname_np */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -32,33 +33,133 @@ struct storage_client
 };
 
 /*
- * Error messages are kept per thread (like errno), tagged with the serial
- * number of the handle that failed, so concurrent threads never see or
- * overwrite each other's messages.
+ * Failures are kept per thread (like errno), tagged with the serial number
+ * of the handle that failed, so concurrent threads never see or overwrite
+ * each other's.  The rules callers rely on are in storage_client.h.
  */
 #define ERRMSG_SIZE 1024
-static _Thread_local uint64_t errmsg_owner;
-static _Thread_local char errmsg_buf[ERRMSG_SIZE];
+typedef struct err_slot
+{
+	uint64_t	owner;			/* serial of the failed handle, 0 = none */
+	storage_status status;
+	int			sys_errno;
+	bool		retryable;
+	storage_outcome outcome;
+	char		code[64];
+	char		msg[ERRMSG_SIZE];
+} err_slot;
+static _Thread_local err_slot err;
 static atomic_uint_fast64_t next_serial = 1;
+
+/* errno values after which the same call may well succeed */
+static bool
+errno_retryable(int e)
+{
+	return e == EINTR || e == EAGAIN || e == EBUSY || e == ETIMEDOUT ||
+		e == ENOLCK;
+}
 
 storage_status
 storage_error(storage_client *h, storage_status st, const char *fmt,...)
 {
+	int			saved_errno = errno;
 	va_list		ap;
 
 	va_start(ap, fmt);
-	vsnprintf(errmsg_buf, sizeof(errmsg_buf), fmt, ap);
+	errno = saved_errno;
+	vsnprintf(err.msg, sizeof(err.msg), fmt, ap);
 	va_end(ap);
-	errmsg_owner = h ? h->serial : 0;
+	err.owner = h ? h->serial : 0;
+	err.status = st;
+	err.retryable = false;
+	err.outcome = STORAGE_OUTCOME_NOT_APPLIED;
+	err.code[0] = '\0';
+	err.sys_errno = 0;
+
+	/*
+	 * A message about a failed system call ("%m") carries its errno: the
+	 * structured detail then comes for free at every such call site.
+	 */
+	if (strstr(fmt, "%m") != NULL && saved_errno != 0)
+	{
+		const char *name = strerrorname_np(saved_errno);
+
+		err.sys_errno = saved_errno;
+		err.retryable = errno_retryable(saved_errno);
+		if (name)
+			snprintf(err.code, sizeof(err.code), "%s", name);
+		else
+			snprintf(err.code, sizeof(err.code), "errno %d", saved_errno);
+	}
+	errno = saved_errno;
 	return st;
+}
+
+void
+storage_error_detail(const char *code, bool retryable)
+{
+	snprintf(err.code, sizeof(err.code), "%s", code ? code : "");
+	err.retryable = retryable;
+}
+
+void
+storage_error_outcome(storage_outcome outcome)
+{
+	err.outcome = outcome;
+}
+
+static bool
+err_is_for(const storage_client *h)
+{
+	return h == NULL || (err.owner != 0 && err.owner == h->serial);
 }
 
 const char *
 storage_errmsg(const storage_client *h)
 {
-	if (h == NULL || errmsg_owner == h->serial)
-		return errmsg_buf;
-	return "";
+	return err_is_for(h) ? err.msg : "";
+}
+
+const char *
+storage_errcode(const storage_client *h)
+{
+	return err_is_for(h) ? err.code : "";
+}
+
+int
+storage_errno(const storage_client *h)
+{
+	return err_is_for(h) ? err.sys_errno : 0;
+}
+
+bool
+storage_retryable(const storage_client *h)
+{
+	return err_is_for(h) ? err.retryable : false;
+}
+
+storage_outcome
+storage_outcome_of(const storage_client *h)
+{
+	return err_is_for(h) ? err.outcome : STORAGE_OUTCOME_NOT_APPLIED;
+}
+
+const char *
+storage_client_version(void)
+{
+	return STORAGE_CLIENT_VERSION;
+}
+
+int
+storage_client_version_num(void)
+{
+	return STORAGE_CLIENT_VERSION_NUM;
+}
+
+void
+storage_free(void *p)
+{
+	free(p);
 }
 
 const char *
@@ -210,7 +311,7 @@ storage_open(const char *uri, storage_client **out)
 	st = ops->open(h, spec, &h->state);
 	if (st != STORAGE_OK)
 	{
-		errmsg_owner = 0;		/* the handle is gone: see storage_errmsg(NULL) */
+		err.owner = 0;			/* the handle is gone: see storage_errmsg(NULL) */
 		pthread_mutex_destroy(&h->mutex);
 		free(h);
 		return st;
@@ -309,10 +410,12 @@ storage_record_copy(storage_record *dst, const storage_record *src)
 	if (src->data)
 	{
 		/* malloc(0) may return NULL: always allocate at least one byte */
-		dst->data = malloc(src->data_len ? src->data_len : 1);
-		if (dst->data == NULL)
+		unsigned char *data = malloc(src->data_len ? src->data_len : 1);
+
+		if (data == NULL)
 			goto oom;
-		memcpy(dst->data, src->data, src->data_len);
+		memcpy(data, src->data, src->data_len);
+		dst->data = data;
 	}
 	return true;
 oom:
@@ -335,9 +438,10 @@ storage_record_clear(storage_record *rec)
 {
 	if (rec == NULL)
 		return;
-	free(rec->id);
-	free(rec->format);
-	free(rec->data);
+	/* the library allocated them: const only for the caller's inputs */
+	free((void *) rec->id);
+	free((void *) rec->format);
+	free((void *) rec->data);
 	memset(rec, 0, sizeof(*rec));
 }
 
@@ -397,7 +501,7 @@ storage_save(storage_client *h, storage_record *rec, int64_t expect_version)
 	pthread_mutex_lock(&h->mutex);
 	st = h->ops->save(h, h->state, &r, expect_version);
 	pthread_mutex_unlock(&h->mutex);
-	if (st == STORAGE_OK)
+	if (st == STORAGE_OK || storage_outcome_of(h) == STORAGE_OUTCOME_APPLIED)
 		rec->version = r.version;
 	return st;
 }
@@ -722,7 +826,7 @@ storage_save_many(storage_client *h, storage_record *recs, size_t n,
 	else
 		st = fallback_save_many(h, copy, n, expect);
 	pthread_mutex_unlock(&h->mutex);
-	if (st == STORAGE_OK)
+	if (st == STORAGE_OK || storage_outcome_of(h) == STORAGE_OUTCOME_APPLIED)
 		for (size_t i = 0; i < n; i++)
 			recs[i].version = copy[i].version;
 	free(copy);

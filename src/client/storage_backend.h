@@ -153,6 +153,17 @@ extern storage_status storage_error(storage_client *h, storage_status st,
 									const char *fmt,...)
 			__attribute__((format(printf, 3, 4)));
 
+/*
+ * Add detail to the failure just recorded by storage_error() (same thread):
+ * the backend's code (SQLSTATE, AWS error type; NULL = none) and whether a
+ * retry may succeed.  storage_error() itself fills in errno and its name
+ * when its format has "%m".
+ */
+extern void storage_error_detail(const char *code, bool retryable);
+
+/* What a failed write did (default STORAGE_OUTCOME_NOT_APPLIED). */
+extern void storage_error_outcome(storage_outcome outcome);
+
 /* Current time of h's clock; call only with h's mutex held (i.e. from ops). */
 extern int64_t storage_clock_now(storage_client *h);
 
@@ -188,13 +199,20 @@ extern int	storage_record_cmp(const void *a, const void *b);
  */
 extern void storage_force_batch_fallback(storage_client *h, bool on);
 
-/* SHA-256 (sha256.c), used by the dir backend to name files of long ids. */
-extern void storage_sha256(const void *data, size_t len, unsigned char out[32]);
+/*
+ * Tests only, dir backend fault injection: make the process _exit() after
+ * n renames of a save_many (n < 0: never), as a crash would; make every
+ * directory fsync fail with EIO.
+ */
+extern void storage_dir_test_crash_after_renames(int n);
+extern void storage_dir_test_fail_dir_fsync(bool on);
+
 
 /* ---- the backends ------------------------------------------------------ */
 
 extern const storage_backend_ops storage_memory_backend;
 extern const storage_backend_ops storage_dir_backend;
 extern const storage_backend_ops storage_pg_backend;
+extern const storage_backend_ops storage_dynamodb_backend;
 
 #endif							/* STORAGE_BACKEND_H */

@@ -11,9 +11,28 @@
  *		"postgresql://..."		the storage extension through libpq; any
  *		"postgres://..."		other libpq conninfo string such as
  *		"host=/tmp dbname=x"	is accepted too
+ *		"dynamodb://TABLE?..."	an Amazon DynamoDB table (or a local
+ *								DynamoDB-compatible server), see the README
  *
  *	  Every function returns a storage_status; STORAGE_OK is 0.  On failure
- *	  storage_errmsg() gives a readable message.
+ *	  storage_errmsg() gives a readable message and storage_errcode(),
+ *	  storage_errno(), storage_retryable() and storage_outcome_of() the
+ *	  structured detail (see "errors" below).
+ *
+ *	  Memory: everything the library returns is freed by the library's
+ *	  own functions, never by free() (the library may be built with
+ *	  another allocator than the caller):
+ *		storage_record filled in (fetch)	 storage_record_clear()
+ *		storage_record arrays (list, fetch_many) storage_records_free()
+ *		get_val's value buffer				 storage_free()
+ *		get_keys' names						 storage_strings_free()
+ *		get_items' items					 storage_items_free()
+ *		a handle							 storage_close()
+ *	  Each of them accepts NULL (and n == 0) and does nothing then.
+ *
+ *	  Strings and buffers the caller passes in are only read (const): a
+ *	  record or item built by the caller keeps pointing to the caller's
+ *	  memory, and the library never frees or changes it.
  *
  *	  Thread safety: a handle may be used from several threads at once;
  *	  each call is serialized by a mutex inside the handle.
@@ -36,6 +55,18 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/*
+ * Version of this header.  storage_client_version() gives the version of
+ * the library actually loaded (it may be newer than the header the program
+ * was compiled with; the soname changes only for incompatible releases).
+ */
+#define STORAGE_CLIENT_VERSION_MAJOR	1
+#define STORAGE_CLIENT_VERSION_MINOR	1
+#define STORAGE_CLIENT_VERSION_PATCH	0
+#define STORAGE_CLIENT_VERSION			"1.1.0"
+/* major * 10000 + minor * 100 + patch, e.g. 10100 for 1.1.0 */
+#define STORAGE_CLIENT_VERSION_NUM		10100
 
 /* Only the functions declared here are exported from the shared library. */
 #if defined(__GNUC__)
@@ -68,25 +99,29 @@ typedef enum storage_status
 } storage_status;
 
 /*
- * A record.  Pointers in a record filled in by the library (fetch, list)
- * are malloc'd and released with storage_record_clear().  In a record
- * passed to storage_save() they belong to the caller.
+ * A record.  Pointers in a record filled in by the library (fetch, list,
+ * fetch_many) are owned by the library's allocator and released with
+ * storage_record_clear() / storage_records_free().  In a record passed to
+ * storage_save() they belong to the caller and are only read.
  */
 typedef struct storage_record
 {
-	char	   *id;				/* NUL-terminated, 1..255 bytes */
+	const char *id;				/* NUL-terminated, 1..255 bytes */
 	int64_t		version;		/* > 0; written back by storage_save() */
 	int64_t		expires_at;		/* usec since epoch, or STORAGE_NEVER */
-	char	   *format;			/* NULL = no format */
-	unsigned char *data;		/* NULL = no data (distinct from empty) */
+	const char *format;			/* NULL = no format */
+	const unsigned char *data;	/* NULL = no data (distinct from empty) */
 	size_t		data_len;
 } storage_record;
 
-/* Bucket item: a key and its value (get_items output, upsert_items input). */
+/*
+ * Bucket item: a key and its value (get_items output, freed with
+ * storage_items_free(); upsert_items input, only read).
+ */
 typedef struct storage_item
 {
-	char	   *key;
-	unsigned char *val;
+	const char *key;
+	const unsigned char *val;
 	size_t		val_len;
 	int64_t		expires_at;		/* output only (get_items) */
 } storage_item;
@@ -105,12 +140,75 @@ typedef int64_t (*storage_clock_fn) (void *arg);
 extern STORAGE_API storage_status storage_open(const char *uri, storage_client **out);
 extern STORAGE_API void storage_close(storage_client *h);
 
+/* ---- version ----------------------------------------------------------- */
+
+/* "1.1.0": the version of the loaded library (STORAGE_CLIENT_VERSION). */
+extern STORAGE_API const char *storage_client_version(void);
+/* 10100 for 1.1.0 (STORAGE_CLIENT_VERSION_NUM). */
+extern STORAGE_API int storage_client_version_num(void);
+
+/* ---- errors -------------------------------------------------------------- */
+
 /*
- * Message of the calling thread's most recent failure on handle h (or of
- * the most recent failed storage_open() when h is NULL); "" if none.  The
- * string is thread-local: valid until this thread's next library call.
+ * Every failure is recorded in ONE slot per thread (like errno): its
+ * message, status, code, errno, retryable flag and outcome, tagged with
+ * the handle that failed (NULL for a failed storage_open() or a call with
+ * a NULL handle).  Successful calls do not touch the slot; the next failure
+ * in the same thread, on any handle, overwrites it.  Other threads never
+ * see or change it.  So:
+ *
+ * storage_errmsg(h): the message of this thread's most recent failure if
+ *	 that failure was on h, else "" (also "" if this thread never failed).
+ *	 storage_errmsg(NULL): the message of this thread's most recent failure
+ *	 whatever its handle (after a failed storage_open(): why it failed).
+ *	 The string lives in the thread's slot: valid until this thread's next
+ *	 failing call (copy it to keep it).
+ * The other accessors below answer from the same slot by the same rule
+ * (their "nothing" value when it is not h's failure).
  */
 extern STORAGE_API const char *storage_errmsg(const storage_client *h);
+
+/*
+ * The backend's own code of the failure, "" if it has none:
+ *	 postgresql: the SQLSTATE (e.g. "40001", "08006", "SV001"), or "" for
+ *				 a failure without one (connection refused before a session);
+ *	 dynamodb:	 the AWS error type (e.g. "ConditionalCheckFailedException",
+ *				 "ProvisionedThroughputExceededException"), or "HTTP nnn" /
+ *				 the curl error name (e.g. "CURLE_COULDNT_CONNECT");
+ *	 dir:		 the errno name (e.g. "ENOSPC", "EACCES").
+ * Failures the library decides itself (bad argument, version conflict
+ * found by the local backends, not found) have "".
+ */
+extern STORAGE_API const char *storage_errcode(const storage_client *h);
+
+/* The errno of a failed system call (dir backend), else 0. */
+extern STORAGE_API int storage_errno(const storage_client *h);
+
+/*
+ * true if the failure is transient and the same call may succeed if
+ * repeated later unchanged: a lost or refused connection, a serialization
+ * failure or deadlock (40001, 40P01), throttling or a 5xx answer after the
+ * library's own retries, EINTR/EAGAIN/EBUSY.  false for everything the
+ * caller must change first (bad argument, conflict, not found, full disk,
+ * permissions).  Check storage_outcome_of() before retrying a write.
+ */
+extern STORAGE_API bool storage_retryable(const storage_client *h);
+
+typedef enum storage_outcome
+{
+	STORAGE_OUTCOME_NOT_APPLIED = 0,	/* nothing was changed */
+	STORAGE_OUTCOME_APPLIED,	/* the write took effect and is visible, but
+								 * a later step failed (dir: the directory
+								 * fsync, so durability is not assured) */
+	STORAGE_OUTCOME_UNKNOWN		/* the connection was lost after sending a
+								 * write: it may or may not have committed */
+} storage_outcome;
+
+/*
+ * What a failed write did.  For STORAGE_OUTCOME_APPLIED the new versions
+ * ARE written back (rec->version, recs[i].version) as on success.
+ */
+extern STORAGE_API storage_outcome storage_outcome_of(const storage_client *h);
 
 /* Constant name of a status, e.g. "STORAGE_VERSION_CONFLICT". */
 extern STORAGE_API const char *storage_status_name(storage_status st);
@@ -149,8 +247,10 @@ extern STORAGE_API storage_status storage_fetch(storage_client *h, const char *i
  *						 version + 1, or 1
  * A failed check gives STORAGE_VERSION_CONFLICT.  A version that would
  * overflow int64 (expect_version == INT64_MAX, checked first as in the
- * extension, or a live version of INT64_MAX) gives STORAGE_INVALID_ARGUMENT.  On success the new
- * version is written to rec->version.
+ * extension, or a live version of INT64_MAX) gives STORAGE_INVALID_ARGUMENT.
+ * On success the new version is written to rec->version; on failure
+ * rec->version is unchanged unless storage_outcome_of() says
+ * STORAGE_OUTCOME_APPLIED (the save happened, a later step failed).
  */
 extern STORAGE_API storage_status storage_save(storage_client *h, storage_record *rec,
 								   int64_t expect_version);
@@ -182,10 +282,14 @@ extern STORAGE_API storage_status storage_list(storage_client *h, const char *pr
  * id gives STORAGE_INVALID_ARGUMENT before anything is read or written.
  * n == 0 is a valid, empty batch.
  *
- * The three backends built into the library do these natively and
- * atomically (postgresql: storage_fetch_many / storage_save_many /
- * storage_delete_many in one statement; memory: under the handle's lock;
- * dir: under the directory's exclusive flock).  A backend without a native
+ * The backends built into the library do these natively and atomically
+ * (postgresql: storage_fetch_many / storage_save_many / storage_delete_many
+ * in one statement; memory: under the handle's lock; dir: under the
+ * directory's exclusive flock, and save_many is crash-atomic too: it
+ * writes an intent journal before the first rename, and a journal left by
+ * a crash is replayed, completing the batch, before the directory is next
+ * read or written; dynamodb: BatchGetItem and TransactWriteItems, at most
+ * 100 records a call, see the README).  A backend without a native
  * implementation gets a fallback loop over the single-record operation
  * (under the handle's mutex), which is NOT atomic: see storage_save_many.
  */
@@ -205,7 +309,8 @@ extern STORAGE_API storage_status storage_fetch_many(storage_client *h,
  * and its own expect_versions[i] (expect_versions == NULL: all -1, i.e.
  * unversioned).  Kinds may be mixed in one call.  On success the new
  * versions are written to recs[i].version; on failure no record and no
- * recs[i].version is changed:
+ * recs[i].version is changed (except with STORAGE_OUTCOME_APPLIED, see
+ * storage_outcome_of(): then all of them are written and visible):
  *	 - a repeated id, a bad id, data == NULL with data_len != 0 or an
  *	   expect_version of INT64_MAX: STORAGE_INVALID_ARGUMENT, checked before
  *	   anything is read;
@@ -259,7 +364,10 @@ extern STORAGE_API storage_status storage_compare_and_swap_val(storage_client *h
 												   const void *prev_val,
 												   size_t prev_len,
 												   int64_t ttl);
-/* *val is malloc'd (free() it); NULL with *val_len 0 for NULL data. */
+/*
+ * *val is the library's (free it with storage_free()); NULL with *val_len 0
+ * for NULL data.
+ */
 extern STORAGE_API storage_status storage_get_val(storage_client *h,
 									  const char *const *bucket, size_t nbucket,
 									  const char *key,
@@ -331,6 +439,8 @@ extern STORAGE_API storage_status storage_extend_lock(storage_client *h,
 										  const char *token,
 										  int64_t fence, int64_t ttl);
 
+/* Free a buffer the library returned (get_val's value). */
+extern STORAGE_API void storage_free(void *p);
 extern STORAGE_API void storage_strings_free(char **strs, size_t n);
 extern STORAGE_API void storage_items_free(storage_item *items, size_t n);
 

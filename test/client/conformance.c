@@ -1987,6 +1987,8 @@ test_pg_errors(void **state)
 	{
 		ST(h, put(h, "bad\xff", "x", -1, STORAGE_NEVER, &v), STORAGE_BACKEND_ERROR);
 		assert_non_null(strstr(storage_errmsg(h), "SQLSTATE"));
+		assert_string_equal(storage_errcode(h), "22021");
+		assert_false(storage_retryable(h));
 		ST(h, storage_list(h, "", &recs, &n), STORAGE_OK);
 		assert_int_equal(n, 0);
 		storage_records_free(recs, n);
@@ -1995,6 +1997,360 @@ test_pg_errors(void **state)
 	ST(h, put(h, "c", "x", 0, STORAGE_NEVER, &v), STORAGE_OK);
 	ST(h, put(h, "c", "x", 0, STORAGE_NEVER, &v), STORAGE_VERSION_CONFLICT);
 	assert_non_null(strstr(storage_errmsg(h), "SV001"));
+	assert_string_equal(storage_errcode(h), "SV001");
+	assert_false(storage_retryable(h));
+}
+
+/* ---- errors, version ----------------------------------------------------- */
+
+/* storage_errmsg & co. answer from one slot per thread, tagged by handle */
+static void
+test_error_detail(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_client *other;
+	storage_record r;
+
+	assert_string_equal(storage_client_version(), STORAGE_CLIENT_VERSION);
+	assert_int_equal(storage_client_version_num(), STORAGE_CLIENT_VERSION_NUM);
+	assert_int_equal(STORAGE_CLIENT_VERSION_NUM,
+					 STORAGE_CLIENT_VERSION_MAJOR * 10000 +
+					 STORAGE_CLIENT_VERSION_MINOR * 100 +
+					 STORAGE_CLIENT_VERSION_PATCH);
+
+	ST(h, open_peer(f, &other), STORAGE_OK);
+	/* a decision of the library: no code, not retryable, nothing applied */
+	ST(h, storage_fetch(h, "", &r), STORAGE_INVALID_ARGUMENT);
+	assert_string_not_equal(storage_errmsg(h), "");
+	assert_string_equal(storage_errcode(h), "");
+	assert_int_equal(storage_errno(h), 0);
+	assert_false(storage_retryable(h));
+	assert_int_equal(storage_outcome_of(h), STORAGE_OUTCOME_NOT_APPLIED);
+	/* not other's failure; NULL asks for this thread's latest, any handle */
+	assert_string_equal(storage_errmsg(other), "");
+	assert_string_equal(storage_errmsg(NULL), storage_errmsg(h));
+	/* a success does not clear the slot */
+	ST(h, put(h, "ok", "x", -1, STORAGE_NEVER, NULL), STORAGE_OK);
+	assert_string_not_equal(storage_errmsg(h), "");
+	/* the next failure, on another handle, takes the slot over */
+	ST(other, storage_fetch(other, "missing", &r), STORAGE_NOT_FOUND);
+	assert_string_equal(storage_errmsg(h), "");
+	assert_string_equal(storage_errcode(h), "");
+	assert_non_null(strstr(storage_errmsg(other), "missing"));
+	storage_close(other);
+
+	/* a failed open is reported through NULL */
+	assert_int_equal(storage_open("dir:/dev/null/store", &other), STORAGE_BACKEND_ERROR);
+	assert_null(other);
+	assert_string_equal(storage_errcode(NULL), "ENOTDIR");
+	assert_int_equal(storage_errno(NULL), ENOTDIR);
+	assert_false(storage_retryable(NULL));
+}
+
+/* ---- dir backend defects ----------------------------------------------- */
+
+static void
+store_path(fixture *f, const char *name, char *buf, size_t size)
+{
+	if ((size_t) snprintf(buf, size, "%s/store/%s", f->tmpdir, name) >= size)
+		fail_msg("path too long");
+}
+
+static void
+touch_file(fixture *f, const char *name, const char *content)
+{
+	char		path[PATH_MAX];
+	FILE	   *fp;
+
+	store_path(f, name, path, sizeof(path));
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(content, fp);
+	fclose(fp);
+}
+
+static bool
+store_has(fixture *f, const char *name)
+{
+	char		path[PATH_MAX];
+
+	store_path(f, name, path, sizeof(path));
+	return access(path, F_OK) == 0;
+}
+
+/* conformance --save-once URI: one save in a fresh process (exit 0 if OK) */
+static int
+save_once(const char *uri)
+{
+	storage_client *h;
+	storage_record r = {.id = "after-restart", .data = (const unsigned char *) "x",
+	.data_len = 1};
+
+	if (storage_open(uri, &h) != STORAGE_OK)
+	{
+		fprintf(stderr, "save-once: open: %s\n", storage_errmsg(NULL));
+		return 1;
+	}
+	if (storage_save(h, &r, -1) != STORAGE_OK)
+	{
+		fprintf(stderr, "save-once: save: %s\n", storage_errmsg(h));
+		storage_close(h);
+		return 1;
+	}
+	storage_close(h);
+	return 0;
+}
+
+/*
+ * A temporary file left by a killed writer whose PID comes back (PID 1
+ * after every container restart) must not break the new process's saves;
+ * open removes stale temporary files.
+ */
+static void
+test_dir_stale_temp(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h2;
+	pid_t		pid;
+	int			status;
+
+	touch_file(f, ".tmp.left-by-a-crash", "junk");
+	ST(NULL, storage_open(f->uri, &h2), STORAGE_OK);
+	assert_false(store_has(f, ".tmp.left-by-a-crash"));
+	storage_close(h2);
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+	{
+		char		path[PATH_MAX];
+		char		self[PATH_MAX];
+		ssize_t		len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		FILE	   *fp;
+
+		/* the names a writer with this PID used to pick first */
+		for (int i = 0; i < 4; i++)
+		{
+			if ((size_t) snprintf(path, sizeof(path), "%s/store/.tmp.%ld.%d",
+								  f->tmpdir, (long) getpid(), i) < sizeof(path) &&
+				(fp = fopen(path, "w")) != NULL)
+				fclose(fp);
+		}
+		if (len <= 0)
+			_exit(3);
+		self[len] = '\0';
+		execl(self, "conformance", "--save-once", f->uri, (char *) NULL);
+		_exit(4);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/*
+ * What is not a record file (a README, a subdirectory, an NFS silly-rename
+ * file, a FIFO) does not break list, get_keys or purge_expired.
+ */
+static void
+test_dir_foreign_entries(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	const char *bucket[] = {"b"};
+	char		path[PATH_MAX];
+	storage_record *recs;
+	char	  **keys;
+	size_t		n;
+	int64_t		count;
+
+	ST(h, storage_upsert_val(h, bucket, 1, "k", "v", 1, 0), STORAGE_OK);
+	ST(h, put(h, "README2", "x", -1, f->fake_now + TICK, NULL), STORAGE_OK);
+	touch_file(f, "README", "This directory holds records.\n");
+	touch_file(f, "b%2Fz", "not a record either, under a record-like name\n");
+	touch_file(f, ".nfs000000001234", "silly rename");
+	store_path(f, "subdir", path, sizeof(path));
+	assert_int_equal(mkdir(path, 0700), 0);
+	store_path(f, "b%2Fpipe", path, sizeof(path));
+	assert_int_equal(mkfifo(path, 0600), 0);
+
+	ST(h, storage_list(h, "", &recs, &n), STORAGE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(recs[0].id, "README2");
+	assert_string_equal(recs[1].id, "b/k");
+	storage_records_free(recs, n);
+	ST(h, storage_get_keys(h, bucket, 1, &keys, &n), STORAGE_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(keys[0], "k");
+	storage_strings_free(keys, n);
+	advance(f, 2 * TICK);
+	ST(h, storage_purge_expired(h, 0, &count), STORAGE_OK);
+	assert_int_equal(count, 1);
+	/* foreign entries are left alone */
+	assert_true(store_has(f, "README"));
+	assert_true(store_has(f, "subdir"));
+	assert_true(store_has(f, "b%2Fpipe"));
+}
+
+static void
+copy_file(fixture *f, const char *from, const char *to, bool keep)
+{
+	char		a[PATH_MAX],
+				b[PATH_MAX];
+	char		buf[4096];
+	size_t		len;
+	FILE	   *in,
+			   *out;
+
+	store_path(f, from, a, sizeof(a));
+	store_path(f, to, b, sizeof(b));
+	in = fopen(a, "rb");
+	out = fopen(b, "wb");
+	assert_non_null(in);
+	assert_non_null(out);
+	len = fread(buf, 1, sizeof(buf), in);
+	assert_int_equal(fwrite(buf, 1, len, out), len);
+	fclose(in);
+	fclose(out);
+	if (!keep)
+		assert_int_equal(unlink(a), 0);
+}
+
+/*
+ * A record file under a name that is not its id's: never listed twice,
+ * moved to its own name by purge_expired, then reachable and removable.
+ */
+static void
+test_dir_misnamed_record(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_record *recs;
+	storage_record r;
+	size_t		n;
+	bool		deleted;
+
+	/* a copy of "y" under the name of "x" */
+	ST(h, put(h, "y", "y1", -1, STORAGE_NEVER, NULL), STORAGE_OK);
+	copy_file(f, "y", "x", true);
+	ST(h, put(h, "y", "y2", 1, STORAGE_NEVER, NULL), STORAGE_OK);
+	/* "z" renamed by hand to "w" */
+	ST(h, put(h, "z", "z1", -1, STORAGE_NEVER, NULL), STORAGE_OK);
+	copy_file(f, "z", "w", false);
+
+	ST(h, storage_list(h, "", &recs, &n), STORAGE_OK);
+	assert_int_equal(n, 1);			/* y, once */
+	assert_string_equal(recs[0].id, "y");
+	assert_int_equal(recs[0].version, 2);
+	storage_records_free(recs, n);
+
+	ST(h, storage_purge_expired(h, 0, NULL), STORAGE_OK);
+	ST(h, storage_list(h, "", &recs, &n), STORAGE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(recs[0].id, "y");
+	assert_int_equal(recs[0].version, 2);	/* the newer one won */
+	assert_string_equal(recs[1].id, "z");
+	storage_records_free(recs, n);
+	assert_true(store_has(f, ".conflict.y"));
+	/* "x" and "w" are free again; "z" is reachable and removable */
+	ST(h, storage_fetch(h, "x", &r), STORAGE_NOT_FOUND);
+	ST(h, put(h, "x", "x1", 0, STORAGE_NEVER, NULL), STORAGE_OK);
+	ST(h, put(h, "w", "w1", 0, STORAGE_NEVER, NULL), STORAGE_OK);
+	ST(h, storage_fetch(h, "z", &r), STORAGE_OK);
+	assert_data(&r, "z1");
+	storage_record_clear(&r);
+	ST(h, storage_delete(h, "z", &deleted), STORAGE_OK);
+	assert_true(deleted);
+	ST(h, storage_fetch(h, "z", &r), STORAGE_NOT_FOUND);
+}
+
+extern void storage_dir_test_crash_after_renames(int n);
+extern void storage_dir_test_fail_dir_fsync(bool on);
+
+/*
+ * save_many is crash-atomic: a process killed midway through the renames
+ * leaves a batch that the next operation completes.
+ */
+static void
+test_dir_save_many_crash(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	const char *ids[] = {"c1", "c2", "c3"};
+	storage_record *recs;
+	size_t		n;
+	pid_t		pid;
+	int			status;
+
+	for (int i = 0; i < 3; i++)
+		ST(h, put(h, ids[i], "old", -1, STORAGE_NEVER, NULL), STORAGE_OK);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+	{
+		storage_client *c;
+		storage_record batch[3] = {
+			{.id = "c1", .data = (const unsigned char *) "new", .data_len = 3},
+			{.id = "c2", .data = (const unsigned char *) "new", .data_len = 3},
+			{.id = "c3", .data = (const unsigned char *) "new", .data_len = 3},
+		};
+
+		if (storage_open(f->uri, &c) != STORAGE_OK)
+			_exit(2);
+		storage_dir_test_crash_after_renames(1);
+		storage_save_many(c, batch, 3, NULL);
+		_exit(3);				/* not reached: the hook exits with 0 */
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+
+	/* a fresh handle and the old one agree: the whole batch is there */
+	ST(h, storage_fetch_many(h, ids, 3, &recs, &n), STORAGE_OK);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++)
+	{
+		assert_int_equal(recs[i].version, 2);
+		assert_data(&recs[i], "new");
+	}
+	storage_records_free(recs, n);
+	assert_false(store_has(f, ".journal"));
+}
+
+/* A failed directory fsync after the rename: the save happened; say so. */
+static void
+test_dir_fsync_failure(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_record r;
+	storage_record batch[2] = {
+		{.id = "m1", .data = (const unsigned char *) "b", .data_len = 1},
+		{.id = "m2", .data = (const unsigned char *) "b", .data_len = 1},
+	};
+	int64_t		v;
+
+	ST(h, put(h, "f", "1", -1, STORAGE_NEVER, &v), STORAGE_OK);
+	storage_dir_test_fail_dir_fsync(true);
+	r = (storage_record) {.id = "f", .data = (const unsigned char *) "2", .data_len = 1};
+	ST(h, storage_save(h, &r, 1), STORAGE_BACKEND_ERROR);
+	assert_int_equal(storage_outcome_of(h), STORAGE_OUTCOME_APPLIED);
+	assert_int_equal(r.version, 2);
+	assert_string_equal(storage_errcode(h), "EIO");
+	assert_int_equal(storage_errno(h), EIO);
+	assert_false(storage_retryable(h));
+	assert_non_null(strstr(storage_errmsg(h), "saved as version 2"));
+	ST(h, storage_save_many(h, batch, 2, NULL), STORAGE_BACKEND_ERROR);
+	/* the journal's own fsync failed first: nothing was applied */
+	assert_int_equal(storage_outcome_of(h), STORAGE_OUTCOME_NOT_APPLIED);
+	assert_int_equal(batch[0].version, 0);
+	storage_dir_test_fail_dir_fsync(false);
+
+	ST(h, storage_fetch(h, "f", &r), STORAGE_OK);
+	assert_int_equal(r.version, 2);
+	assert_data(&r, "2");
+	storage_record_clear(&r);
+	ST(h, storage_fetch(h, "m1", &r), STORAGE_NOT_FOUND);
 }
 
 /* ---- main -------------------------------------------------------------- */
@@ -2032,9 +2388,17 @@ static const struct CMUnitTest common_tests[] = {
 	T(test_batch_odd_ids),
 	T(test_batch_fallback),
 	T(test_batch_race),
+	T(test_error_detail),
 };
 
-static const struct CMUnitTest dir_tests[] = {T(test_race_processes)};
+static const struct CMUnitTest dir_tests[] = {
+	T(test_race_processes),
+	T(test_dir_stale_temp),
+	T(test_dir_foreign_entries),
+	T(test_dir_misnamed_record),
+	T(test_dir_save_many_crash),
+	T(test_dir_fsync_failure),
+};
 static const struct CMUnitTest pg_tests[] = {T(test_pg_reconnect), T(test_pg_errors)};
 
 #define NCOMMON (sizeof(common_tests) / sizeof(common_tests[0]))
@@ -2042,11 +2406,13 @@ static const struct CMUnitTest pg_tests[] = {T(test_pg_reconnect), T(test_pg_err
 int
 main(int argc, char **argv)
 {
-	struct CMUnitTest tests[NCOMMON + 4];
+	struct CMUnitTest tests[NCOMMON + 16];
 	size_t		ntests = 0;
 	bool		count_only = false;
 	int			failed;
 
+	if (argc == 3 && strcmp(argv[1], "--save-once") == 0)
+		return save_once(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "--count") == 0)
 	{
 		count_only = true;

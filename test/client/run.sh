@@ -34,20 +34,64 @@ fail_build() {
 	exit 1
 }
 
-# 1. the library, sanitized, installed into a private prefix
+# check NAME COMMAND...: one counted test case of the packaging
+check() {
+	name=$1
+	shift
+	if "$@" >"$work/check.out" 2>&1; then
+		echo "check $name: ok"
+		passed=$((passed + 1))
+	else
+		echo "check $name: FAILED" >&2
+		cat "$work/check.out" >&2
+		failed=$((failed + 1))
+	fi
+}
+
+# 1. the library, sanitized: built first with the default PREFIX, then
+# installed into a private prefix (the .pc file must follow the install's
+# PREFIX, not the build's)
+make -s -C "$top/src/client" BUILDDIR="$work/build" \
+	CC="$CC" EXTRA_CFLAGS="$SAN" EXTRA_LDFLAGS="$SAN" ||
+	fail_build "building the library"
 make -s -C "$top/src/client" BUILDDIR="$work/build" PREFIX="$work/prefix" \
 	CC="$CC" EXTRA_CFLAGS="$SAN" EXTRA_LDFLAGS="$SAN" install ||
-	fail_build "building the library"
+	fail_build "installing the library"
 
-# 2. the conformance suite (linked with the static library)
+# 2. the conformance suite, linked with the test archive (the installed
+# static library hides the internal test hooks)
 $CC -std=c11 -g -O1 -Wall -Wextra -Werror $SAN -I"$work/prefix/include" \
 	$(pkg-config --cflags cmocka libpq) \
 	"$here/conformance.c" -o "$work/conformance" \
-	"$work/prefix/lib/libstorage_client.a" \
-	$(pkg-config --libs cmocka libpq) -pthread ||
+	"$work/build/libstorage_client_test.a" \
+	$(pkg-config --libs cmocka libpq) -lcrypto -pthread ||
 	fail_build "building the conformance suite"
 
-# 3. the README example, compiled the way the README says (pkg-config)
+# 3. packaging: pkg-config, exported symbols, const-correct header
+pc_only() {					# pkg-config that sees only our .pc (no libpq.pc)
+	PKG_CONFIG_PATH= PKG_CONFIG_LIBDIR="$work/prefix/lib/pkgconfig" pkg-config "$@"
+}
+check pkgconfig-prefix sh -c "test \"\$(PKG_CONFIG_PATH= PKG_CONFIG_LIBDIR='$work/prefix/lib/pkgconfig' pkg-config --variable=prefix storage_client)\" = '$work/prefix'"
+check pkgconfig-without-libpq-pc pc_only --cflags --libs storage_client
+check pkgconfig-static-libs sh -c "PKG_CONFIG_PATH= PKG_CONFIG_LIBDIR='$work/prefix/lib/pkgconfig' pkg-config --static --libs storage_client | grep -q -- -lpq"
+# the static library defines exactly the public functions of the header
+nm -g --defined-only "$work/prefix/lib/libstorage_client.a" | awk 'NF == 3 {print $3}' |
+	sort >"$work/static.syms"
+grep -oE 'STORAGE_API [^(]*\(' "$work/prefix/include/storage_client.h" |
+	grep -oE 'storage_[a-z0-9_]+\($' | tr -d '(' | sort >"$work/header.syms"
+check static-exports-only-api cmp "$work/static.syms" "$work/header.syms"
+# the shared library: soname 1, every export versioned, 1.0 names in 1.0
+objdump -T "$work/prefix/lib/libstorage_client.so.1" |
+	awk '$4 == ".text" {print $6, $7}' | sort >"$work/shared.syms"
+check shared-soname sh -c "objdump -p '$work/prefix/lib/libstorage_client.so.1' | grep -q 'SONAME *libstorage_client.so.1\$'"
+check shared-exports-only-api sh -c "awk '{print \$2}' '$work/shared.syms' | sort | cmp - '$work/header.syms'"
+check shared-1.0-symbols sh -c "grep -c '^STORAGE_CLIENT_1.0 ' '$work/shared.syms' | grep -qx 30"
+check header-write-strings $CC -std=c11 -Wall -Wextra -Werror -Wwrite-strings \
+	-I"$work/prefix/include" -fsyntax-only "$here/example.c"
+check header-cplusplus sh -c "printf '#include <storage_client.h>\nint main() { storage_record r = {}; r.id = \"x\"; r.format = \"f\"; return r.id[0] == 0; }\n' |
+	\${CXX:-c++} -x c++ -Wall -Wextra -Werror -I'$work/prefix/include' -fsyntax-only -"
+
+# 4. the README example, compiled the way the README says (pkg-config)
 PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
 export PKG_CONFIG_PATH
 $CC -std=c11 -Wall -Wextra -Werror $SAN "$here/example.c" -o "$work/example" \
