@@ -55,10 +55,13 @@ libipc-run-perl
 procps
 pgbouncer
 postgresql-$PG_MAJOR-pgaudit
+libcurl4-openssl-dev
+libjson-c-dev
 "
 
 install_deps() {
 	local missing="" p
+	sh "$PROJECT_DIR/test/client/install-dynalite.sh"	# the client suite's DynamoDB server
 	for p in $DEPS; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
 			missing="$missing $p"

@@ -285,6 +285,11 @@ storage_open(const char *uri, storage_client **out)
 			return storage_error(NULL, STORAGE_INVALID_ARGUMENT,
 								 "the dir URI needs a path: \"dir:/path\"");
 	}
+	else if (has_prefix(uri, "dynamodb://"))
+	{
+		ops = &storage_dynamodb_backend;
+		spec = uri + strlen("dynamodb://");
+	}
 	else if (has_prefix(uri, "postgresql://") || has_prefix(uri, "postgres://") ||
 			 !looks_like_scheme(uri))
 	{
@@ -293,7 +298,7 @@ storage_open(const char *uri, storage_client **out)
 	}
 	else
 		return storage_error(NULL, STORAGE_INVALID_ARGUMENT,
-							 "unknown URI scheme in \"%s\" (use memory:, dir:/path, postgresql://... or a libpq conninfo)",
+							 "unknown URI scheme in \"%s\" (use memory:, dir:/path, dynamodb://TABLE?..., postgresql://... or a libpq conninfo)",
 							 uri);
 
 	h = calloc(1, sizeof(*h));

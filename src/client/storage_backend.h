@@ -67,8 +67,8 @@ typedef struct storage_backend_ops
 	bool		clock_is_server;
 
 	/*
-	 * Open: spec is the URI with the scheme prefix removed for "memory:"
-	 * and "dir:", the full URI / conninfo for postgresql.  Store private
+	 * Open: spec is the URI with the scheme prefix removed for "memory:",
+	 * "dir:" and "dynamodb://", the full URI / conninfo for postgresql.  Store private
 	 * state in *state.
 	 */
 	storage_status (*open) (storage_client *h, const char *spec, void **state);
@@ -206,6 +206,20 @@ extern void storage_force_batch_fallback(storage_client *h, bool on);
  */
 extern void storage_dir_test_crash_after_renames(int n);
 extern void storage_dir_test_fail_dir_fsync(bool on);
+
+/* Tests only, dynamodb backend: see backend_dynamodb.c. */
+extern char *storage_dynamodb_test_encode_save_many(const char *table,
+													const storage_record *recs,
+													size_t n,
+													const int64_t *live,
+													int64_t now);
+extern int	storage_dynamodb_test_signed_request(const char *url,
+												 const char *connect_to,
+												 const char *userpwd,
+												 const char *sigv4,
+												 const char *const *headers,
+												 size_t nheaders,
+												 const char *body);
 
 
 /* ---- the backends ------------------------------------------------------ */

@@ -4,7 +4,7 @@
  *	  Public API of libstorage_client: versioned records with optimistic
  *	  locking (the provider interface of the "storage" PostgreSQL
  *	  extension), a bucket/key layer with TTLs and locks on top of it, and
- *	  three interchangeable backends chosen by URI at open time:
+ *	  interchangeable backends chosen by URI at open time:
  *
  *		"memory:"				private in-process store (tests, embedding)
  *		"dir:/some/path"		one file per record in a POSIX directory

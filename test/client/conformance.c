@@ -5,8 +5,8 @@
  *	  run against every backend through a backend-specific fixture that
  *	  gives each test a fresh handle.
  *
- *	  usage: conformance memory|dir|postgresql		run one backend's group
- *			 conformance --count memory|dir|postgresql	print its test count
+ *	  usage: conformance memory|dir|postgresql|dynamodb|dynamodb-unit
+ *			 conformance --count <group>	print its test count
  *
  *	  The postgresql group uses the URI in STORAGE_TEST_PG_URI (a database
  *	  with CREATE EXTENSION storage done) and is skipped, with a message,
@@ -23,7 +23,18 @@
  *	  of them forces the front end's fallback loops through an internal
  *	  hook that only the static library exposes.
  *
- *	  The last line printed is "RESULT <backend> total=<n> failed=<n>".
+ *	  The dynamodb group uses the URI in STORAGE_TEST_DYNAMODB_URI (a
+ *	  DynamoDB-compatible server; the table's items are wiped) and is skipped
+ *	  when it is unset; it has the injected clock, since expiry is judged by
+ *	  the client there.  A call the server does not implement
+ *	  (TransactWriteItems on dynalite: STORAGE_BACKEND_ERROR with the error
+ *	  code UnknownOperationException) makes its test SKIPPED with that
+ *	  reason, never passed.  dynamodb-unit needs no server: the SigV4
+ *	  signing against AWS's published test vectors and the encoding of the
+ *	  TransactWriteItems request.
+ *
+ *	  The last line printed is
+ *	  "RESULT <group> total=<n> failed=<n> skipped=<n>".
  *
  *-------------------------------------------------------------------------
  */
@@ -46,7 +57,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cmocka.h>
+#include <json-c/json.h>
 #include <libpq-fe.h>
 
 #include "storage_client.h"
@@ -56,6 +72,7 @@
 typedef struct fixture
 {
 	const char *backend;
+	bool		shared;			/* a store other tests use too: wipe it */
 	char		uri[PATH_MAX + 16];
 	char		tmpdir[PATH_MAX];	/* dir backend: the temp dir */
 	storage_client *h;
@@ -66,12 +83,32 @@ typedef struct fixture
 static const char *backend_name;
 static const char *pg_uri;
 static const char *pg_admin_uri;	/* for libpq directly, see above */
+static const char *ddb_uri;
+static int	nskipped;
+
+/* a test that needs what this server lacks: SKIPPED with the reason */
+#define SKIP_UNSUPPORTED(h) \
+	do { \
+		printf("SKIPPED %s: %s\n", __func__, storage_errmsg(h)); \
+		fflush(stdout); \
+		nskipped++; \
+		skip(); \
+	} while (0)
+
+static bool
+unsupported(storage_client *h, storage_status st)
+{
+	return st == STORAGE_BACKEND_ERROR &&
+		strcmp(storage_errcode(h), "UnknownOperationException") == 0;
+}
 
 /* ---- helpers ----------------------------------------------------------- */
 
 #define ST(h, expr, expected) \
 	do { \
 		storage_status st_ = (expr); \
+		if (st_ != (expected) && unsupported(h, st_)) \
+			SKIP_UNSUPPORTED(h); \
 		if (st_ != (expected)) \
 			fail_msg("%s:%d: %s\n  got %s, want %s (%s)", __FILE__, __LINE__, #expr, \
 					 storage_status_name(st_), storage_status_name(expected), \
@@ -196,10 +233,17 @@ setup(void **state)
 		snprintf(f->uri, sizeof(f->uri), "dir:%s/store", f->tmpdir);
 		f->fake = true;
 	}
+	else if (strcmp(backend_name, "dynamodb") == 0)
+	{
+		snprintf(f->uri, sizeof(f->uri), "%s", ddb_uri);
+		f->fake = true;
+		f->shared = true;
+	}
 	else
 	{
 		snprintf(f->uri, sizeof(f->uri), "%s", pg_uri);
 		f->fake = false;
+		f->shared = true;
 	}
 	atomic_store(&f->fake_now, INT64_C(1700000000) * STORAGE_SEC);
 	if (open_peer(f, &f->h) != STORAGE_OK)
@@ -208,7 +252,7 @@ setup(void **state)
 		free(f);
 		return -1;
 	}
-	if (!f->fake)
+	if (f->shared)
 		wipe(f->h);
 	*state = f;
 	return 0;
@@ -219,7 +263,7 @@ teardown(void **state)
 {
 	fixture    *f = *state;
 
-	if (!f->fake)
+	if (f->shared)
 		wipe(f->h);
 	storage_close(f->h);
 	if (f->tmpdir[0])
@@ -1894,7 +1938,12 @@ test_batch_race(void **state)
 	pthread_t	th[NT];
 	pair_arg	args[NT];
 	int			rounds = strcmp(f->backend, "dir") == 0 ? 15 : 40;
+	storage_record probe = {.id = "probe", .data = (const unsigned char *) "p",
+	.data_len = 1};
 
+	/* the writers' threads cannot skip: ask the server first */
+	ST(f->h, storage_save_many(f->h, &probe, 1, NULL), STORAGE_OK);
+	ST(f->h, storage_delete(f->h, "probe", NULL), STORAGE_OK);
 	for (int i = 0; i < NT; i++)
 	{
 		args[i] = (pair_arg) {.f = f, .h = f->h, .rounds = rounds,
@@ -2353,6 +2402,335 @@ test_dir_fsync_failure(void **state)
 	ST(h, storage_fetch(h, "m1", &r), STORAGE_NOT_FOUND);
 }
 
+/* ---- dynamodb ------------------------------------------------------------ */
+
+extern char *storage_dynamodb_test_encode_save_many(const char *table,
+													const storage_record *recs,
+													size_t n, const int64_t *live,
+													int64_t now);
+extern int	storage_dynamodb_test_signed_request(const char *url,
+												 const char *connect_to,
+												 const char *userpwd,
+												 const char *sigv4,
+												 const char *const *headers,
+												 size_t nheaders,
+												 const char *body);
+
+/* dynamodb only: limits answered before anything is sent */
+static void
+test_ddb_limits(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	size_t		big = 400 * 1024;
+	unsigned char *data = calloc(1, big);
+	storage_record r = {.id = "big", .data = data, .data_len = big};
+	storage_record many[101];
+	const char *ids[101];
+	char		names[101][16];
+	int64_t		count;
+
+	assert_non_null(data);
+	ST(h, storage_save(h, &r, -1), STORAGE_INVALID_ARGUMENT);
+	assert_non_null(strstr(storage_errmsg(h), "400"));
+	r.data_len = big - 1024;
+	ST(h, storage_save(h, &r, -1), STORAGE_OK);
+	free(data);
+	for (int i = 0; i < 101; i++)
+	{
+		snprintf(names[i], sizeof(names[i]), "m%03d", i);
+		many[i] = (storage_record) {.id = names[i]};
+		ids[i] = names[i];
+	}
+	ST(h, storage_save_many(h, many, 101, NULL), STORAGE_INVALID_ARGUMENT);
+	assert_non_null(strstr(storage_errmsg(h), "at most 100"));
+	ST(h, storage_delete_many(h, ids, 101, &count), STORAGE_INVALID_ARGUMENT);
+	/* reading has no such limit: BatchGetItem is paged by 100 */
+	{
+		storage_record *recs;
+		size_t		n;
+
+		ST(h, storage_fetch_many(h, ids, 101, &recs, &n), STORAGE_OK);
+		assert_int_equal(n, 0);
+		storage_records_free(recs, n);
+	}
+}
+
+/*
+ * dynamodb only: a server without TransactWriteItems refuses save_many
+ * with a message saying so, and writes nothing (never a non-atomic
+ * fallback); a server with it saves atomically.
+ */
+static void
+test_ddb_transactions(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_record recs[2] = {
+		{.id = "t1", .data = (const unsigned char *) "a", .data_len = 1},
+		{.id = "t2", .data = (const unsigned char *) "b", .data_len = 1},
+	};
+	storage_record r;
+	storage_status st = storage_save_many(h, recs, 2, NULL);
+
+	if (st == STORAGE_OK)
+	{
+		ST(h, storage_fetch(h, "t2", &r), STORAGE_OK);
+		storage_record_clear(&r);
+		return;
+	}
+	assert_int_equal(st, STORAGE_BACKEND_ERROR);
+	assert_string_equal(storage_errcode(h), "UnknownOperationException");
+	assert_non_null(strstr(storage_errmsg(h), "TransactWriteItems is not supported by this server"));
+	assert_false(storage_retryable(h));
+	ST(h, storage_fetch(h, "t1", &r), STORAGE_NOT_FOUND);
+	ST(h, storage_fetch(h, "t2", &r), STORAGE_NOT_FOUND);
+	/* delete_many of nothing present needs no transaction */
+	{
+		const char *ids[] = {"t1", "t2"};
+		int64_t		count = -1;
+
+		ST(h, storage_delete_many(h, ids, 2, &count), STORAGE_OK);
+		assert_int_equal(count, 0);
+	}
+}
+
+/*
+ * dynamodb only: fetch_many through BatchGetItem on data saved one by one
+ * (the batch tests that save with save_many are skipped on servers without
+ * TransactWriteItems): more than one request's 100 keys, repeated, missing
+ * and expired ids.
+ */
+static void
+test_ddb_fetch_many(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	const char *ids[150];
+	char		names[150][16];
+	storage_record *recs;
+	size_t		n;
+
+	for (int i = 0; i < 130; i++)
+	{
+		snprintf(names[i], sizeof(names[i]), "fm%03d", i);
+		ids[i] = names[i];
+		ST(h, put(h, ids[i], names[i], -1,
+				  i % 10 == 3 ? f->fake_now + TICK : STORAGE_NEVER, NULL), STORAGE_OK);
+	}
+	for (int i = 130; i < 150; i++)
+		ids[i] = ids[i - 130];	/* repeated */
+	advance(f, 2 * TICK);		/* every tenth has expired */
+	ST(h, storage_fetch_many(h, ids, 150, &recs, &n), STORAGE_OK);
+	assert_int_equal(n, 117);
+	for (size_t i = 0; i < n; i++)
+	{
+		assert_int_equal(recs[i].version, 1);
+		assert_data(&recs[i], recs[i].id);
+		if (i > 0)
+			assert_true(strcmp(recs[i - 1].id, recs[i].id) < 0);
+	}
+	storage_records_free(recs, n);
+}
+
+/* dynamodb only: connection errors are structured and retryable */
+static void
+test_ddb_errors(void **state)
+{
+	storage_client *x;
+
+	(void) state;
+	/* port 1 on loopback: nothing listens there */
+	ST(NULL, storage_open("dynamodb://tbl?region=us-east-1&endpoint=http://127.0.0.1:1&max_attempts=2",
+						  &x), STORAGE_BACKEND_ERROR);
+	assert_string_equal(storage_errcode(NULL), "CURLE_COULDNT_CONNECT");
+	assert_true(storage_retryable(NULL));
+	ST(NULL, storage_open("dynamodb://t", &x), STORAGE_INVALID_ARGUMENT);
+	ST(NULL, storage_open("dynamodb://table?bogus=1", &x), STORAGE_INVALID_ARGUMENT);
+	ST(NULL, storage_open("dynamodb://table?create=maybe", &x), STORAGE_INVALID_ARGUMENT);
+}
+
+/* A one-connection HTTP listener on loopback that keeps the request head. */
+typedef struct listener
+{
+	int			fd;
+	int			port;
+	char		request[8192];
+} listener;
+
+static void *
+listen_once(void *p)
+{
+	listener   *l = p;
+	int			c = accept(l->fd, NULL, NULL);
+	size_t		len = 0;
+	static const char reply[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+
+	if (c < 0)
+		return NULL;
+	while (len < sizeof(l->request) - 1 && strstr(l->request, "\r\n\r\n") == NULL)
+	{
+		ssize_t		r = read(c, l->request + len, sizeof(l->request) - 1 - len);
+
+		if (r <= 0)
+			break;
+		len += (size_t) r;
+		l->request[len] = '\0';
+	}
+	if (write(c, reply, sizeof(reply) - 1) < 0)
+		perror("write");
+	close(c);
+	return NULL;
+}
+
+static void
+listener_start(listener *l, pthread_t *th)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t	alen = sizeof(a);
+
+	memset(l->request, 0, sizeof(l->request));
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	l->fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(l->fd >= 0);
+	assert_int_equal(bind(l->fd, (struct sockaddr *) &a, sizeof(a)), 0);
+	assert_int_equal(listen(l->fd, 1), 0);
+	assert_int_equal(getsockname(l->fd, (struct sockaddr *) &a, &alen), 0);
+	l->port = ntohs(a.sin_port);
+	assert_int_equal(pthread_create(th, NULL, listen_once, l), 0);
+}
+
+/*
+ * The requests are signed as AWS's Signature Version 4 test suite says:
+ * get-vanilla and post-vanilla (credentials AKIDEXAMPLE, us-east-1,
+ * service "service", 2015-08-30T12:36:00Z), signed by the backend's own
+ * signing set-up.
+ */
+static void
+test_ddb_sigv4_vectors(void **state)
+{
+	static const char *const vectors[][2] = {
+		{"GET", "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"},
+		{"POST", "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"},
+	};
+	const char *headers[] = {"X-Amz-Date: 20150830T123600Z"};
+
+	(void) state;
+	for (size_t i = 0; i < 2; i++)
+	{
+		listener	l;
+		pthread_t	th;
+		char		connect_to[64];
+		char		want[512];
+
+		listener_start(&l, &th);
+		snprintf(connect_to, sizeof(connect_to), "example.amazonaws.com:80:127.0.0.1:%d", l.port);
+		assert_int_equal(storage_dynamodb_test_signed_request("http://example.amazonaws.com/",
+															  connect_to,
+															  "AKIDEXAMPLE:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+															  "aws:amz:us-east-1:service",
+															  headers, 1,
+															  strcmp(vectors[i][0], "POST") == 0 ? "" : NULL),
+						 0);
+		pthread_join(th, NULL);
+		close(l.fd);
+		snprintf(want, sizeof(want),
+				 "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
+				 "SignedHeaders=host;x-amz-date, Signature=%s\r\n", vectors[i][1]);
+		if (strncmp(l.request, vectors[i][0], strlen(vectors[i][0])) != 0 ||
+			strstr(l.request, want) == NULL)
+			fail_msg("%s request:\n%s\nwanted:\n%s", vectors[i][0], l.request, want);
+	}
+}
+
+static json_object *
+jget(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		fail_msg("no \"%s\" in %s", key, json_object_to_json_string(o));
+	return v;
+}
+
+static const char *
+jstr(json_object *o, const char *a, const char *b)
+{
+	return json_object_get_string(jget(jget(o, a), b));
+}
+
+/*
+ * The TransactWriteItems request of save_many, as DynamoDB's API reference
+ * documents it: {"TransactItems": [{"Put": {"TableName", "Item",
+ * "ConditionExpression", "ExpressionAttributeNames",
+ * "ExpressionAttributeValues"}}, ...]}, with the item layout of the README.
+ */
+static void
+test_ddb_encode_save_many(void **state)
+{
+	storage_record recs[3] = {
+		{.id = "new", .version = 1, .expires_at = 1700000000123456,
+		.format = "text/plain", .data = (const unsigned char *) "hi", .data_len = 2},
+		{.id = "upd", .version = 8, .data = (const unsigned char *) "", .data_len = 0},
+		{.id = "nul", .version = 3, .expires_at = 2 * STORAGE_SEC},
+	};
+	int64_t		live[3] = {0, 7, 2};
+	char	   *body = storage_dynamodb_test_encode_save_many("tbl", recs, 3, live, 555);
+	json_object *req,
+			   *items,
+			   *put,
+			   *item,
+			   *vals;
+
+	(void) state;
+	assert_non_null(body);
+	req = json_tokener_parse(body);
+	free(body);
+	assert_non_null(req);
+	assert_int_equal(json_object_object_length(req), 1);
+	items = jget(req, "TransactItems");
+	assert_int_equal(json_object_array_length(items), 3);
+
+	/* a create: absent or expired */
+	put = jget(json_object_array_get_idx(items, 0), "Put");
+	assert_string_equal(json_object_get_string(jget(put, "TableName")), "tbl");
+	assert_string_equal(json_object_get_string(jget(put, "ConditionExpression")),
+						"attribute_not_exists(#id) OR #e <= :now");
+	assert_string_equal(jstr(put, "ExpressionAttributeNames", "#id"), "id");
+	assert_string_equal(jstr(put, "ExpressionAttributeNames", "#e"), "expires_at_us");
+	assert_int_equal(json_object_object_length(jget(put, "ExpressionAttributeNames")), 2);
+	vals = jget(put, "ExpressionAttributeValues");
+	assert_int_equal(json_object_object_length(vals), 1);
+	assert_string_equal(jstr(vals, ":now", "N"), "555");
+	item = jget(put, "Item");
+	assert_int_equal(json_object_object_length(item), 6);
+	assert_string_equal(jstr(item, "id", "S"), "new");
+	assert_string_equal(jstr(item, "version", "N"), "1");
+	assert_string_equal(jstr(item, "expires_at_us", "N"), "1700000000123456");
+	assert_string_equal(jstr(item, "ttl", "N"), "1700000001");	/* rounded up */
+	assert_string_equal(jstr(item, "format", "S"), "text/plain");
+	assert_string_equal(jstr(item, "data", "B"), "aGk=");
+
+	/* a versioned write on version 7, live; empty data, never expires */
+	put = jget(json_object_array_get_idx(items, 1), "Put");
+	assert_string_equal(json_object_get_string(jget(put, "ConditionExpression")),
+						"#v = :v AND (attribute_not_exists(#e) OR #e > :now)");
+	assert_string_equal(jstr(put, "ExpressionAttributeNames", "#v"), "version");
+	vals = jget(put, "ExpressionAttributeValues");
+	assert_string_equal(jstr(vals, ":v", "N"), "7");
+	assert_string_equal(jstr(vals, ":now", "N"), "555");
+	item = jget(put, "Item");
+	assert_int_equal(json_object_object_length(item), 3);
+	assert_string_equal(jstr(item, "version", "N"), "8");
+	assert_string_equal(jstr(item, "data", "B"), "");
+
+	/* NULL format and data: absent; a whole second of expiry: ttl exact */
+	item = jget(jget(json_object_array_get_idx(items, 2), "Put"), "Item");
+	assert_int_equal(json_object_object_length(item), 4);
+	assert_string_equal(jstr(item, "ttl", "N"), "2");
+	json_object_put(req);
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -2400,6 +2778,16 @@ static const struct CMUnitTest dir_tests[] = {
 	T(test_dir_fsync_failure),
 };
 static const struct CMUnitTest pg_tests[] = {T(test_pg_reconnect), T(test_pg_errors)};
+static const struct CMUnitTest ddb_tests[] = {
+	T(test_ddb_limits),
+	T(test_ddb_transactions),
+	T(test_ddb_fetch_many),
+	T(test_ddb_errors),
+};
+static const struct CMUnitTest ddb_unit_tests[] = {
+	cmocka_unit_test(test_ddb_sigv4_vectors),
+	cmocka_unit_test(test_ddb_encode_save_many),
+};
 
 #define NCOMMON (sizeof(common_tests) / sizeof(common_tests[0]))
 
@@ -2409,7 +2797,14 @@ main(int argc, char **argv)
 	struct CMUnitTest tests[NCOMMON + 16];
 	size_t		ntests = 0;
 	bool		count_only = false;
+	const char *uri_var = NULL;
 	int			failed;
+
+#define ADD(arr) \
+	do { \
+		memcpy(tests + ntests, arr, sizeof(arr)); \
+		ntests += sizeof(arr) / sizeof(arr[0]); \
+	} while (0)
 
 	if (argc == 3 && strcmp(argv[1], "--save-once") == 0)
 		return save_once(argv[2]);
@@ -2420,33 +2815,41 @@ main(int argc, char **argv)
 		argc--;
 	}
 	if (argc != 2 || (strcmp(argv[1], "memory") != 0 && strcmp(argv[1], "dir") != 0 &&
-					  strcmp(argv[1], "postgresql") != 0))
+					  strcmp(argv[1], "postgresql") != 0 &&
+					  strcmp(argv[1], "dynamodb") != 0 &&
+					  strcmp(argv[1], "dynamodb-unit") != 0))
 	{
-		fprintf(stderr, "usage: %s [--count] memory|dir|postgresql\n", argv[0]);
+		fprintf(stderr, "usage: %s [--count] memory|dir|postgresql|dynamodb|dynamodb-unit\n",
+				argv[0]);
 		return 2;
 	}
 	backend_name = argv[1];
-	memcpy(tests, common_tests, sizeof(common_tests));
-	ntests = NCOMMON;
+	if (strcmp(backend_name, "dynamodb-unit") == 0)
+		ADD(ddb_unit_tests);
+	else
+		ADD(common_tests);
 	if (strcmp(backend_name, "dir") == 0)
-	{
-		memcpy(tests + ntests, dir_tests, sizeof(dir_tests));
-		ntests += sizeof(dir_tests) / sizeof(dir_tests[0]);
-	}
+		ADD(dir_tests);
 	if (strcmp(backend_name, "postgresql") == 0)
 	{
-		memcpy(tests + ntests, pg_tests, sizeof(pg_tests));
-		ntests += sizeof(pg_tests) / sizeof(pg_tests[0]);
-		pg_uri = getenv("STORAGE_TEST_PG_URI");
+		ADD(pg_tests);
+		uri_var = "STORAGE_TEST_PG_URI";
+		pg_uri = getenv(uri_var);
 		pg_admin_uri = getenv("STORAGE_TEST_PG_ADMIN_URI");
 		if (pg_admin_uri == NULL || pg_admin_uri[0] == '\0')
 			pg_admin_uri = pg_uri;
-		if (!count_only && (pg_uri == NULL || pg_uri[0] == '\0'))
-		{
-			printf("SKIP postgresql: STORAGE_TEST_PG_URI is not set\n");
-			printf("RESULT postgresql total=0 failed=0\n");
-			return 0;
-		}
+	}
+	if (strcmp(backend_name, "dynamodb") == 0)
+	{
+		ADD(ddb_tests);
+		uri_var = "STORAGE_TEST_DYNAMODB_URI";
+		ddb_uri = getenv(uri_var);
+	}
+	if (!count_only && uri_var && (getenv(uri_var) == NULL || getenv(uri_var)[0] == '\0'))
+	{
+		printf("SKIP %s: %s is not set\n", backend_name, uri_var);
+		printf("RESULT %s total=0 failed=0 skipped=0\n", backend_name);
+		return 0;
 	}
 	if (count_only)
 	{
@@ -2455,6 +2858,7 @@ main(int argc, char **argv)
 	}
 	failed = _cmocka_run_group_tests(backend_name, tests, ntests, NULL, NULL);
 	fflush(stderr);
-	printf("RESULT %s total=%zu failed=%d\n", backend_name, ntests, failed);
+	printf("RESULT %s total=%zu failed=%d skipped=%d\n", backend_name, ntests,
+		   failed, nskipped);
 	return failed == 0 ? 0 : 1;
 }

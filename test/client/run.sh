@@ -1,23 +1,37 @@
 #!/bin/sh
 # test/client/run.sh: build libstorage_client and its cmocka conformance
 # suite with AddressSanitizer + UndefinedBehaviorSanitizer, run the suite
-# against the memory, dir and (when STORAGE_TEST_PG_URI is set) postgresql
-# backends, and build example.c through pkg-config against a temporary
-# installation and run it against each backend.
+# against the memory, dir, (when STORAGE_TEST_PG_URI is set) postgresql and
+# (with a DynamoDB-compatible server) dynamodb backends, and build
+# example.c through pkg-config against a temporary installation and run it
+# against each backend.
 #
 # Writes only under ${TMPDIR:-/tmp}; works as any user from any copy of
 # the repository.  The last line is "client: N passed, N failed" (suite
-# test cases + one per example run); exits non-zero on any failure.
+# test cases + packaging checks + one per example run); the line before it
+# "client: N skipped" (tests the server could not run, each named with its
+# reason above; never counted as passed).  Exits non-zero on any failure.
 #
 # STORAGE_TEST_PG_URI: libpq URI/conninfo of a database where
 # CREATE EXTENSION storage has been done; its records are wiped.
+# STORAGE_TEST_DYNAMODB_URI: dynamodb://TABLE?... of a server to use (its
+# table is wiped; AWS_* credentials from the environment).  Unset: the
+# script starts dynalite itself on a free loopback port when it is
+# installed (test/client/install-dynalite.sh; STORAGE_TEST_DYNALITE names
+# its cli.js) and stops it at exit; without it the group is skipped.
 
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/storage-client-run.XXXXXX") || exit 1
-trap 'rm -rf "$work"' EXIT INT TERM
+dynalite_pid=
+cleanup() {
+	[ -n "$dynalite_pid" ] && kill "$dynalite_pid" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 CC=${CC:-cc}
 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
@@ -27,6 +41,7 @@ export ASAN_OPTIONS UBSAN_OPTIONS
 
 passed=0
 failed=0
+skipped=0
 
 fail_build() {
 	echo "run.sh: $1 failed" >&2
@@ -64,7 +79,7 @@ $CC -std=c11 -g -O1 -Wall -Wextra -Werror $SAN -I"$work/prefix/include" \
 	$(pkg-config --cflags cmocka libpq) \
 	"$here/conformance.c" -o "$work/conformance" \
 	"$work/build/libstorage_client_test.a" \
-	$(pkg-config --libs cmocka libpq) -lcrypto -pthread ||
+	$(pkg-config --libs cmocka libpq) -lcrypto -lcurl -ljson-c -pthread ||
 	fail_build "building the conformance suite"
 
 # 3. packaging: pkg-config, exported symbols, const-correct header
@@ -100,11 +115,49 @@ $CC -std=c11 -Wall -Wextra -Werror $SAN "$here/example.c" -o "$work/example" \
 LD_LIBRARY_PATH="$work/prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export LD_LIBRARY_PATH
 
-backends="memory dir"
+backends="memory dir dynamodb-unit"
 if [ -n "${STORAGE_TEST_PG_URI:-}" ]; then
 	backends="$backends postgresql"
 else
 	echo "SKIP postgresql: STORAGE_TEST_PG_URI is not set (the postgresql group and its example run are skipped)"
+fi
+
+# dynalite on a free loopback port, in memory, for this run only
+start_dynalite() {
+	cli=${STORAGE_TEST_DYNALITE:-/var/cache/storage-test/dynalite/node_modules/dynalite/cli.js}
+	if [ ! -f "$cli" ] || ! command -v node >/dev/null 2>&1; then
+		echo "SKIP dynamodb: dynalite is not installed ($cli; see test/client/install-dynalite.sh)"
+		return 1
+	fi
+	for try in 1 2 3 4 5; do
+		port=$(( (($$ + try * 7919) % 20000) + 20000 ))
+		node "$cli" --host 127.0.0.1 --port "$port" >"$work/dynalite.log" 2>&1 &
+		dynalite_pid=$!
+		for i in $(seq 1 100); do
+			grep -q "listening" "$work/dynalite.log" 2>/dev/null && break
+			kill -0 "$dynalite_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if grep -q "listening" "$work/dynalite.log" 2>/dev/null; then
+			# dynalite checks that a signature is there, not its value
+			AWS_ACCESS_KEY_ID=storage-test AWS_SECRET_ACCESS_KEY=storage-test
+			export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+			STORAGE_TEST_DYNAMODB_URI="dynamodb://storage_test?region=us-east-1&endpoint=http://127.0.0.1:$port&create=true"
+			export STORAGE_TEST_DYNAMODB_URI
+			echo "dynalite $(node -p "require('$(dirname "$cli")/package.json').version") on 127.0.0.1:$port (Node.js $(node --version))"
+			return 0
+		fi
+		kill "$dynalite_pid" 2>/dev/null
+		wait "$dynalite_pid" 2>/dev/null
+		dynalite_pid=
+	done
+	cat "$work/dynalite.log"
+	echo "run.sh: dynalite did not start" >&2
+	failed=$((failed + 1))
+	return 1
+}
+if [ -n "${STORAGE_TEST_DYNAMODB_URI:-}" ] || start_dynalite; then
+	backends="$backends dynamodb"
 fi
 
 run_example() {
@@ -133,26 +186,32 @@ for b in $backends; do
 		"$work/conformance" "$b") >"$log" 2>&1
 	rc=$?
 	cat "$log"
-	res=$(sed -n "s/^RESULT $b total=\([0-9]*\) failed=\([0-9]*\)$/\1 \2/p" "$log" | tail -n 1)
+	res=$(sed -n "s/^RESULT $b total=\([0-9]*\) failed=\([0-9]*\) skipped=\([0-9]*\)$/\2 \3/p" "$log" | tail -n 1)
+	s=0
 	if [ -z "$res" ]; then
 		echo "conformance $b: crashed or aborted (exit $rc): counting all $total as failed" >&2
 		f=$total
 	else
-		f=${res#* }
+		f=${res% *}
+		s=${res#* }
 		if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
 			echo "conformance $b: exit status $rc after the tests (sanitizer report?)" >&2
 			f=1
 		fi
 	fi
-	passed=$((passed + total - f))
+	passed=$((passed + total - f - s))
 	failed=$((failed + f))
+	skipped=$((skipped + s))
 
 	case $b in
 		memory) run_example memory "memory:" ;;
 		dir) run_example dir "dir:$work/example-store" ;;
 		postgresql) run_example postgresql "$STORAGE_TEST_PG_URI" ;;
+		dynamodb) run_example dynamodb "$STORAGE_TEST_DYNAMODB_URI" ;;
 	esac
 done
 
+grep -h '^SKIPPED ' "$work"/conformance-*.log 2>/dev/null
+echo "client: $skipped skipped"
 echo "client: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

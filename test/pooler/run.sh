@@ -127,11 +127,12 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 make -s -C "$top/src/client" BUILDDIR="$work/build" PREFIX="$work/prefix" \
 	CC="$CC" EXTRA_CFLAGS="$SAN" EXTRA_LDFLAGS="$SAN" install >"$work/build.log" 2>&1 ||
 	{ cat "$work/build.log"; die_setup "building the library failed"; }
+# the test archive: the installed one hides the suite's internal hooks
 for prog in "$top/test/client/conformance.c" "$here/pooler_check.c"; do
 	$CC -std=c11 -g -O1 -Wall -Wextra -Werror $SAN -I"$work/prefix/include" \
 		$(pkg-config --cflags cmocka libpq) "$prog" -o "$work/$(basename "$prog" .c)" \
-		"$work/prefix/lib/libstorage_client.a" \
-		$(pkg-config --libs cmocka libpq) -pthread ||
+		"$work/build/libstorage_client_test.a" \
+		$(pkg-config --libs cmocka libpq) -lcrypto -lcurl -ljson-c -pthread ||
 		die_setup "building $(basename "$prog") failed"
 done
 
@@ -165,7 +166,7 @@ conformance() {
 		timeout -k 10 "${STORAGE_TEST_TIMEOUT:-600}" "$work/conformance" postgresql) >"$log" 2>&1
 	rc=$?
 	cat "$log"
-	res=$(sed -n "s/^RESULT postgresql total=\([0-9]*\) failed=\([0-9]*\)$/\2/p" "$log" | tail -n 1)
+	res=$(sed -n "s/^RESULT postgresql total=\([0-9]*\) failed=\([0-9]*\) skipped=[0-9]*$/\2/p" "$log" | tail -n 1)
 	if [ -z "$res" ]; then
 		echo "conformance through $label: crashed or aborted (exit $rc): all $total counted as failed" >&2
 		f=$total
