@@ -1182,6 +1182,9 @@ list_one(storage_client *h, ddb_state *ds, json_object *item, void *p, bool *sto
 
 	(void) ds;
 	(void) stop;
+	/* the fence counter and anything else with an id no record can have */
+	if (get_s(item, A_ID) && strlen(get_s(item, A_ID)) > STORAGE_MAX_ID_LEN)
+		return STORAGE_OK;
 	if (!decode_item(item, &rec))
 		return storage_error(h, STORAGE_BACKEND_ERROR,
 							 "a DynamoDB item is not a record of this library (or out of memory)");
@@ -1607,6 +1610,195 @@ ddb_delete_many(storage_client *h, void *state, const char *const *ids,
 	return st;
 }
 
+/* ---- locks with fencing tokens --------------------------------------------- */
+
+/*
+ * The store's fencing token counter is one item whose id is longer than any
+ * record id can be (so no record can collide with it; list skips it): its
+ * number attribute "fence_seq" is raised by an atomic UpdateItem.
+ */
+#define FENCE_COUNTER_ID \
+	".storage_client.fence_counter." \
+	"~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~" \
+	"~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~"
+#define A_FENCE_SEQ "fence_seq"
+#define A_NONCE		"lock_nonce"
+
+/* One UpdateItem; *lost = its condition failed.  *out: UPDATED_NEW values. */
+static storage_status
+update_item(storage_client *h, ddb_state *ds, const char *id, const char *update,
+			const char *cond, json_object *names, json_object *vals,
+			bool *lost, json_object **out)
+{
+	static const char *const pass[] = {"ConditionalCheckFailedException", NULL};
+	json_object *req = new_request(ds);
+	json_object *attrs;
+	ddb_answer	ans;
+	storage_status st;
+
+	*lost = false;
+	json_object_object_add(req, "Key", key_of(id));
+	json_object_object_add(req, "UpdateExpression", json_object_new_string(update));
+	if (cond)
+		json_object_object_add(req, "ConditionExpression", json_object_new_string(cond));
+	json_object_object_add(req, "ExpressionAttributeNames", names);
+	json_object_object_add(req, "ExpressionAttributeValues", vals);
+	if (out)
+		json_object_object_add(req, "ReturnValues", json_object_new_string("UPDATED_NEW"));
+	st = ddb_call(h, ds, "UpdateItem", req, false, pass, &ans);
+	json_object_put(req);
+	if (st == STORAGE_OK && ans.type[0] != '\0')
+		*lost = true;
+	else if (st == STORAGE_OK && out &&
+			 json_object_object_get_ex(ans.json, "Attributes", &attrs))
+		*out = json_object_get(attrs);
+	answer_free(&ans);
+	return st;
+}
+
+/*
+ * Take the lock, then draw the token and stamp it on the lock (as the
+ * extension does: drawn after the take, so that tokens grow in the order
+ * the lock was held).  The take writes version 1 and a random nonce; the
+ * stamp is conditioned on that nonce, so a holder whose lease ran out
+ * before it stamped loses the lock instead of stamping another's.
+ */
+static storage_status
+ddb_lock_acquire(storage_client *h, void *state, const char *id,
+				 const char *token, int64_t ttl, int64_t expires_at,
+				 int64_t *fence)
+{
+	ddb_state  *ds = state;
+	storage_record rec = {.id = id, .version = 1, .expires_at = expires_at};
+	json_object *req = new_request(ds);
+	json_object *item = encode_item(&rec);
+	json_object *names;
+	json_object *vals;
+	json_object *attrs = NULL;
+	static const char *const pass[] = {"ConditionalCheckFailedException", NULL};
+	unsigned char rnd[12];
+	char		nonce[32];
+	int64_t		n = 0;
+	ddb_answer	ans;
+	bool		lost;
+	storage_status st;
+
+	(void) ttl;
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd))
+	{
+		json_object_put(req);
+		json_object_put(item);
+		return storage_error(h, STORAGE_BACKEND_ERROR, "could not get random bytes: %m");
+	}
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		sprintf(nonce + 2 * i, "%02x", rnd[i]);
+	json_object_object_add(item, A_NONCE, attr_s(nonce));
+	json_object_object_add(req, "Item", item);
+	add_state_condition(req, 0, storage_clock_now(h));
+	st = ddb_call(h, ds, "PutItem", req, false, pass, &ans);
+	json_object_put(req);
+	lost = st == STORAGE_OK && ans.type[0] != '\0';
+	answer_free(&ans);
+	if (st != STORAGE_OK)
+		return st;
+	if (lost)
+		return storage_error(h, STORAGE_ALREADY_EXISTS, "lock \"%s\" is held", token);
+
+	/* draw: fence_seq = (fence_seq or 1) + 1, so tokens start at 2 */
+	names = json_object_new_object();
+	vals = json_object_new_object();
+	json_object_object_add(names, "#s", json_object_new_string(A_FENCE_SEQ));
+	json_object_object_add(vals, ":one", attr_n(1));
+	st = update_item(h, ds, FENCE_COUNTER_ID, "SET #s = if_not_exists(#s, :one) + :one",
+					 NULL, names, vals, &lost, &attrs);
+	if (st == STORAGE_OK && (attrs == NULL || !get_n(attrs, A_FENCE_SEQ, &n) || n < 2))
+		st = storage_error(h, STORAGE_BACKEND_ERROR,
+						   "DynamoDB UpdateItem of the fence counter returned no token");
+	if (attrs)
+		json_object_put(attrs);
+	if (st != STORAGE_OK)
+		return st;
+
+	/* stamp it, if the lock is still ours */
+	names = json_object_new_object();
+	vals = json_object_new_object();
+	json_object_object_add(names, "#v", json_object_new_string(A_VERSION));
+	json_object_object_add(names, "#n", json_object_new_string(A_NONCE));
+	json_object_object_add(vals, ":f", attr_n(n));
+	json_object_object_add(vals, ":nonce", attr_s(nonce));
+	st = update_item(h, ds, id, "SET #v = :f REMOVE #n", "#n = :nonce", names, vals,
+					 &lost, NULL);
+	if (st != STORAGE_OK)
+		return st;
+	if (lost)
+		return storage_error(h, STORAGE_ALREADY_EXISTS,
+							 "lock \"%s\" was taken over before its token was stamped", token);
+	*fence = n;
+	return STORAGE_OK;
+}
+
+/* condition: the lock is live and held with this fence */
+#define COND_HELD "#v = :f AND (attribute_not_exists(#e) OR #e > :now)"
+
+static json_object *
+held_values(storage_client *h, int64_t fence)
+{
+	json_object *vals = json_object_new_object();
+
+	json_object_object_add(vals, ":f", attr_n(fence));
+	json_object_object_add(vals, ":now", attr_n(storage_clock_now(h)));
+	return vals;
+}
+
+static storage_status
+ddb_lock_release(storage_client *h, void *state, const char *id,
+				 const char *token, int64_t fence)
+{
+	static const char *const pass[] = {"ConditionalCheckFailedException", NULL};
+	ddb_state  *ds = state;
+	json_object *req = new_request(ds);
+	ddb_answer	ans;
+	bool		lost;
+	storage_status st;
+
+	json_object_object_add(req, "Key", key_of(id));
+	json_object_object_add(req, "ConditionExpression", json_object_new_string(COND_HELD));
+	json_object_object_add(req, "ExpressionAttributeNames", attr_names(COND_HELD, NULL));
+	json_object_object_add(req, "ExpressionAttributeValues", held_values(h, fence));
+	st = ddb_call(h, ds, "DeleteItem", req, false, pass, &ans);
+	json_object_put(req);
+	lost = st == STORAGE_OK && ans.type[0] != '\0';
+	answer_free(&ans);
+	if (st == STORAGE_OK && lost)
+		return storage_error(h, STORAGE_NOT_FOUND,
+							 "lock \"%s\" is not held with fence %lld",
+							 token, (long long) fence);
+	return st;
+}
+
+static storage_status
+ddb_lock_extend(storage_client *h, void *state, const char *id,
+				const char *token, int64_t fence, int64_t ttl,
+				int64_t expires_at)
+{
+	json_object *names = attr_names(COND_HELD, NULL);
+	json_object *vals = held_values(h, fence);
+	bool		lost;
+	storage_status st;
+
+	(void) ttl;
+	json_object_object_add(names, "#t", json_object_new_string(A_TTL));
+	json_object_object_add(vals, ":e", attr_n(expires_at));
+	json_object_object_add(vals, ":t", attr_n(ttl_seconds(expires_at)));
+	st = update_item(h, state, id, "SET #e = :e, #t = :t", COND_HELD, names, vals,
+					 &lost, NULL);
+	if (st == STORAGE_OK && lost)
+		return storage_error(h, STORAGE_NOT_FOUND,
+							 "lock \"%s\" is not held with fence %lld",
+							 token, (long long) fence);
+	return st;
+}
+
 /* ---- test hooks ------------------------------------------------------------ */
 
 /*
@@ -1692,4 +1884,7 @@ const storage_backend_ops storage_dynamodb_backend = {
 	.fetch_many = ddb_fetch_many,
 	.save_many = ddb_save_many,
 	.delete_many = ddb_delete_many,
+	.lock_acquire = ddb_lock_acquire,
+	.lock_release = ddb_lock_release,
+	.lock_extend = ddb_lock_extend,
 };

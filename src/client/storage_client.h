@@ -423,10 +423,11 @@ extern STORAGE_API storage_status storage_release_lock(storage_client *h,
  *   a lease that already ran out is not revived.
  * Tokens start at 2: a lock taken by storage_acquire_lock (no token) has
  * version 1.  Backends: memory (per store), dir (a counter file ".fences"
- * in the directory) and postgresql (the extension's storage_acquire_lock,
+ * in the directory), postgresql (the extension's storage_acquire_lock,
  * storage_release_lock(token, fence) and storage_extend_lock: release 1.1
  * of the extension and EXECUTE on them; the server waits and judges the
- * lease by its clock).  Other backends return STORAGE_INVALID_ARGUMENT.
+ * lease by its clock) and dynamodb (a counter item in the table, see the
+ * README).  Other backends return STORAGE_INVALID_ARGUMENT.
  */
 extern STORAGE_API storage_status storage_acquire_lock_fenced(storage_client *h,
 												  const char *token,

@@ -2860,5 +2860,6 @@ main(int argc, char **argv)
 	fflush(stderr);
 	printf("RESULT %s total=%zu failed=%d skipped=%d\n", backend_name, ntests,
 		   failed, nskipped);
+	fflush(stdout);				/* before LeakSanitizer's exit handler */
 	return failed == 0 ? 0 : 1;
 }
