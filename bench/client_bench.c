@@ -21,6 +21,11 @@
  *	  The records "cb:*" are written, then deleted at the end.  Saves are
  *	  unversioned (expect_version -1) over existing records.
  *
+ *	  A server without batch writes (dynalite: no TransactWriteItems, so
+ *	  save_many and delete_many answer STORAGE_BACKEND_ERROR with the code
+ *	  UnknownOperationException) gets its records loaded and deleted one by
+ *	  one, and its batch save column says n/a.
+ *
  *	  Several URIs (e.g. the same database directly and through a pooler,
  *	  with prepared and unnamed statements) are measured in the same run,
  *	  their measurements interleaved too, each over its own records
@@ -30,6 +35,8 @@
  *-------------------------------------------------------------------------
  */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +57,15 @@ typedef struct bench
 	size_t		batch;
 	double		cap;			/* seconds per measurement */
 	unsigned char payload[PAYLOAD_LEN];
+	bool		no_batch_writes;	/* the server lacks them (see above) */
 } bench;
+
+static bool
+unsupported(bench *b, storage_status st)
+{
+	return st == STORAGE_BACKEND_ERROR &&
+		strcmp(storage_errcode(b->h), "UnknownOperationException") == 0;
+}
 
 /* one measurement: records per second */
 typedef double (*measure_fn) (bench *b);
@@ -110,10 +125,13 @@ save_single(bench *b)
 static double
 save_batch(bench *b)
 {
-	storage_record *recs = calloc(b->batch, sizeof(storage_record));
+	storage_record *recs;
 	double		t0 = now_sec();
 	size_t		i;
 
+	if (b->no_batch_writes)
+		return NAN;
+	recs = calloc(b->batch, sizeof(storage_record));
 	for (i = 0; i < b->nrecs && now_sec() - t0 <= b->cap;)
 	{
 		size_t		m = b->nrecs - i < b->batch ? b->nrecs - i : b->batch;
@@ -190,9 +208,9 @@ load_all(bench *b, bool delete)
 		size_t		m = b->nrecs - i < b->batch ? b->nrecs - i : b->batch;
 		storage_status st;
 
-		if (delete)
+		if (delete && !b->no_batch_writes)
 			st = storage_delete_many(b->h, (const char *const *) b->ids + i, m, NULL);
-		else
+		else if (!b->no_batch_writes)
 		{
 			storage_record *recs = calloc(m, sizeof(storage_record));
 
@@ -200,6 +218,21 @@ load_all(bench *b, bool delete)
 				recs[k] = record_of(b, i + k);
 			st = storage_save_many(b->h, recs, m, NULL);
 			free(recs);
+		}
+		else
+			st = STORAGE_BACKEND_ERROR;
+		if (unsupported(b, st) || b->no_batch_writes)
+		{
+			/* one by one where the server has no batch writes */
+			b->no_batch_writes = true;
+			st = STORAGE_OK;
+			for (size_t k = 0; st == STORAGE_OK && k < m; k++)
+			{
+				storage_record r = record_of(b, i + k);
+
+				st = delete ? storage_delete(b->h, b->ids[i + k], NULL) :
+					storage_save(b->h, &r, -1);
+			}
 		}
 		if (st != STORAGE_OK)
 			die(b, delete ? "cleanup" : "loading", st);
@@ -239,6 +272,13 @@ print_row(const char *label, const char *op,
 	double		ms = median(single, reps);
 	double		mb = median(batched, reps);
 
+	if (isnan(mb))
+	{
+		printf("| %s | %s | %.0f | n/a (no batch writes on this server) | | ", label, op, ms);
+		print_runs(single, reps);
+		printf(" | |\n");
+		return;
+	}
 	printf("| %s | %s | %.0f | %.0f | %.2f | ", label, op, ms, mb, mb / ms);
 	print_runs(single, reps);
 	printf(" | ");

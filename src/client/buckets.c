@@ -7,6 +7,11 @@
  *	  functions: bucket {"b1","b2"} and key "k" are record id "b1/b2/k";
  *	  lock "t" is record ".locks/t".
  *
+ *	  A backend with its own bucket operation (storage_backend_ops.bucket:
+ *	  postgresql, onto the extension's bucket and lock functions) gets each
+ *	  call after the validation here; the generic code below serves the
+ *	  others, with the same results (the suite runs both).
+ *
  *	  Atomicity comes from the versioned save: create_val and acquire_lock
  *	  save with expect_version 0, compare_and_swap_val saves with the
  *	  version it compared.  upsert_items validates everything and then
@@ -131,8 +136,8 @@ value_record(storage_record *rec, char *id, const void *val, size_t len,
 {
 	memset(rec, 0, sizeof(*rec));
 	rec->id = id;
-	/* a NULL value of length 0 is stored as an empty value */
-	rec->data = (unsigned char *) (val ? val : "");
+	/* a NULL value stays NULL (data NULL), as the SQL functions keep it */
+	rec->data = val;
 	rec->data_len = len;
 	rec->expires_at = expires_at;
 	rec->format = NULL;
@@ -156,6 +161,16 @@ put_val(storage_client *h, const char *const *bucket, size_t nbucket,
 		(st = check_val(h, val, len)) != STORAGE_OK ||
 		(st = ttl_expires(h, ttl, &expires_at)) != STORAGE_OK)
 		return st;
+	{
+		storage_bucket_req req = {.op = expect == 0 ? STORAGE_BUCKET_CREATE_VAL : STORAGE_BUCKET_UPSERT_VAL,
+		.bucket = bucket, .nbucket = nbucket, .key = key, .val = val, .val_len = len, .ttl = ttl};
+		storage_bucket_res res;
+		bool		native;
+
+		st = storage_bucket_call(h, &req, &res, &native);
+		if (native)
+			return st;
+	}
 	value_record(&rec, id, val, len, expires_at);
 	st = storage_save(h, &rec, expect);
 	if (st == STORAGE_VERSION_CONFLICT && expect == 0)
@@ -199,6 +214,17 @@ storage_compare_and_swap_val(storage_client *h,
 	if (prev_val == NULL || prev_len == 0)
 		return storage_error(h, STORAGE_INVALID_ARGUMENT,
 							 "prev_val is NULL or empty (use create_val)");
+	{
+		storage_bucket_req req = {.op = STORAGE_BUCKET_CAS_VAL, .bucket = bucket,
+			.nbucket = nbucket, .key = key, .val = val, .val_len = val_len,
+		.prev = prev_val, .prev_len = prev_len, .ttl = ttl};
+		storage_bucket_res res;
+		bool		native;
+
+		st = storage_bucket_call(h, &req, &res, &native);
+		if (native)
+			return st;
+	}
 
 	/*
 	 * Compare, then save over exactly the compared version.  If somebody
@@ -247,6 +273,20 @@ storage_get_val(storage_client *h, const char *const *bucket, size_t nbucket,
 	*val_len = 0;
 	if ((st = key_id(h, bucket, nbucket, key, id)) != STORAGE_OK)
 		return st;
+	{
+		storage_bucket_req req = {.op = STORAGE_BUCKET_GET_VAL, .bucket = bucket,
+		.nbucket = nbucket, .key = key};
+		storage_bucket_res res;
+		bool		native;
+
+		st = storage_bucket_call(h, &req, &res, &native);
+		if (native)
+		{
+			*val = res.val;
+			*val_len = res.val_len;
+			return st;
+		}
+	}
 	st = storage_fetch(h, id, &rec);
 	if (st == STORAGE_OK)
 	{
@@ -305,6 +345,20 @@ storage_get_keys(storage_client *h, const char *const *bucket, size_t nbucket,
 	*n = 0;
 	if ((st = bucket_prefix(h, bucket, nbucket, prefix, &plen)) != STORAGE_OK)
 		return st;
+	{
+		storage_bucket_req req = {.op = STORAGE_BUCKET_GET_KEYS, .bucket = bucket,
+		.nbucket = nbucket};
+		storage_bucket_res res;
+		bool		native;
+
+		st = storage_bucket_call(h, &req, &res, &native);
+		if (native)
+		{
+			*keys = res.keys;
+			*n = res.nkeys;
+			return st;
+		}
+	}
 	if ((st = storage_list(h, prefix, &recs, &nrecs)) != STORAGE_OK)
 		return st;
 	names = calloc(nrecs ? nrecs : 1, sizeof(char *));
@@ -370,6 +424,20 @@ storage_get_items(storage_client *h, const char *const *bucket, size_t nbucket,
 	*n = 0;
 	if ((st = bucket_prefix(h, bucket, nbucket, prefix, &plen)) != STORAGE_OK)
 		return st;
+	{
+		storage_bucket_req req = {.op = STORAGE_BUCKET_GET_ITEMS, .bucket = bucket,
+		.nbucket = nbucket};
+		storage_bucket_res res;
+		bool		native;
+
+		st = storage_bucket_call(h, &req, &res, &native);
+		if (native)
+		{
+			*items = res.items;
+			*n = res.nitems;
+			return st;
+		}
+	}
 	if ((st = storage_list(h, prefix, &recs, &nrecs)) != STORAGE_OK)
 		return st;
 	out = calloc(nrecs ? nrecs : 1, sizeof(storage_item));
@@ -455,6 +523,16 @@ storage_upsert_items(storage_client *h, const char *const *bucket, size_t nbucke
 		(st = check_items(h, bucket, nbucket, items, n)) != STORAGE_OK ||
 		n == 0)
 		return st;
+	{
+		storage_bucket_req req = {.op = STORAGE_BUCKET_UPSERT_ITEMS, .bucket = bucket,
+		.nbucket = nbucket, .items = items, .nitems = n, .ttl = ttl};
+		storage_bucket_res res;
+		bool		native;
+
+		st = storage_bucket_call(h, &req, &res, &native);
+		if (native)
+			return st;
+	}
 
 	recs = calloc(n, sizeof(storage_record));
 	ids = calloc(n, ID_BUF);
@@ -486,6 +564,16 @@ storage_delete_key(storage_client *h, const char *const *bucket, size_t nbucket,
 		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
 	if ((st = key_id(h, bucket, nbucket, key, id)) != STORAGE_OK)
 		return st;
+	{
+		storage_bucket_req req = {.op = STORAGE_BUCKET_DELETE_KEY, .bucket = bucket,
+		.nbucket = nbucket, .key = key};
+		storage_bucket_res res;
+		bool		native;
+
+		st = storage_bucket_call(h, &req, &res, &native);
+		if (native)
+			return st;
+	}
 	if ((st = storage_delete(h, id, &deleted)) != STORAGE_OK)
 		return st;
 	if (!deleted)
@@ -517,6 +605,20 @@ storage_delete_bucket(storage_client *h, const char *const *parent,
 		return storage_error(h, STORAGE_INVALID_ARGUMENT,
 							 "bucket path is longer than %d bytes",
 							 STORAGE_MAX_ID_LEN);
+	{
+		storage_bucket_req req = {.op = STORAGE_BUCKET_DELETE_BUCKET, .bucket = parent,
+		.nbucket = nparent, .key = name};
+		storage_bucket_res res;
+		bool		native;
+
+		st = storage_bucket_call(h, &req, &res, &native);
+		if (native)
+		{
+			if (count)
+				*count = res.count;
+			return st;
+		}
+	}
 	if ((st = storage_list(h, prefix, &recs, &nrecs)) != STORAGE_OK)
 		return st;
 	for (size_t i = 0; i < nrecs; i++)
@@ -571,6 +673,16 @@ storage_acquire_lock(storage_client *h, const char *token, int64_t ttl)
 	if (ttl <= 0)
 		return storage_error(h, STORAGE_INVALID_ARGUMENT,
 							 "lock ttl must be positive");
+	{
+		storage_bucket_req req = {.op = STORAGE_BUCKET_ACQUIRE_LOCK, .key = token,
+		.ttl = ttl};
+		storage_bucket_res res;
+		bool		native;
+
+		st = storage_bucket_call(h, &req, &res, &native);
+		if (native)
+			return st;
+	}
 	for (;;)
 	{
 		storage_record rec;
@@ -579,7 +691,8 @@ storage_acquire_lock(storage_client *h, const char *token, int64_t ttl)
 
 		if ((st = ttl_expires(h, ttl, &expires_at)) != STORAGE_OK)
 			return st;
-		value_record(&rec, id, NULL, 0, expires_at);
+		/* an empty value, as the extension's lock records have */
+		value_record(&rec, id, "", 0, expires_at);
 		st = storage_save(h, &rec, 0);
 		if (st != STORAGE_VERSION_CONFLICT)
 			return st;
@@ -602,6 +715,15 @@ storage_release_lock(storage_client *h, const char *token)
 		return storage_error(NULL, STORAGE_INVALID_ARGUMENT, "handle is NULL");
 	if ((st = lock_id(h, token, id)) != STORAGE_OK)
 		return st;
+	{
+		storage_bucket_req req = {.op = STORAGE_BUCKET_RELEASE_LOCK, .key = token};
+		storage_bucket_res res;
+		bool		native;
+
+		st = storage_bucket_call(h, &req, &res, &native);
+		if (native)
+			return st;
+	}
 	if ((st = storage_delete(h, id, &deleted)) != STORAGE_OK)
 		return st;
 	if (!deleted)

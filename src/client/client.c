@@ -30,6 +30,7 @@ struct storage_client
 	void	   *clock_arg;
 	uint64_t	serial;			/* identifies the handle in error slots */
 	bool		batch_fallback; /* tests: ignore native batch operations */
+	bool		generic_buckets;	/* tests: ignore native bucket operations */
 };
 
 /*
@@ -881,6 +882,35 @@ storage_delete_many(storage_client *h, const char *const *ids, size_t n,
 	free(uniq);
 	if (st == STORAGE_OK && count)
 		*count = c;
+	return st;
+}
+
+void
+storage_force_generic_buckets(storage_client *h, bool on)
+{
+	pthread_mutex_lock(&h->mutex);
+	h->generic_buckets = on;
+	pthread_mutex_unlock(&h->mutex);
+}
+
+storage_status
+storage_bucket_call(storage_client *h, const storage_bucket_req *req,
+					storage_bucket_res *res, bool *native)
+{
+	storage_status st;
+
+	memset(res, 0, sizeof(*res));
+	pthread_mutex_lock(&h->mutex);
+	*native = h->ops->bucket != NULL && !h->generic_buckets;
+	st = *native ? h->ops->bucket(h, h->state, req, res) : STORAGE_OK;
+	pthread_mutex_unlock(&h->mutex);
+	if (st != STORAGE_OK)
+	{
+		free(res->val);
+		storage_strings_free(res->keys, res->nkeys);
+		storage_items_free(res->items, res->nitems);
+		memset(res, 0, sizeof(*res));
+	}
 	return st;
 }
 

@@ -56,6 +56,9 @@
 
 #include "storage_client.h"
 
+struct storage_bucket_req;
+struct storage_bucket_res;
+
 typedef struct storage_backend_ops
 {
 	const char *name;			/* "memory", "dir", ... */
@@ -126,7 +129,81 @@ typedef struct storage_backend_ops
 								   const char *id, const char *token,
 								   int64_t fence, int64_t ttl,
 								   int64_t expires_at);
+
+	/*
+	 * Optional: the bucket layer done by the backend itself (NULL: the
+	 * generic layer of buckets.c over the provider operations).  The
+	 * postgresql backend maps it onto the extension's bucket and lock
+	 * functions: one round trip, atomic, the server's clock for TTLs, the
+	 * server's lock wake-up.  See storage_bucket_req for what the front
+	 * end guarantees; the results must be the generic layer's (the suite
+	 * runs the same cases both ways).
+	 */
+	storage_status (*bucket) (storage_client *h, void *state,
+							  const struct storage_bucket_req *req,
+							  struct storage_bucket_res *res);
 } storage_backend_ops;
+
+/* The bucket operations of storage_backend_ops.bucket. */
+typedef enum storage_bucket_op
+{
+	STORAGE_BUCKET_CREATE_VAL,
+	STORAGE_BUCKET_UPSERT_VAL,
+	STORAGE_BUCKET_CAS_VAL,
+	STORAGE_BUCKET_GET_VAL,
+	STORAGE_BUCKET_GET_KEYS,
+	STORAGE_BUCKET_GET_ITEMS,
+	STORAGE_BUCKET_UPSERT_ITEMS,
+	STORAGE_BUCKET_DELETE_KEY,
+	STORAGE_BUCKET_DELETE_BUCKET,
+	STORAGE_BUCKET_ACQUIRE_LOCK,
+	STORAGE_BUCKET_RELEASE_LOCK
+} storage_bucket_op;
+
+/*
+ * A bucket call, validated by buckets.c exactly as for the generic layer:
+ * bucket/nbucket (the parent for DELETE_BUCKET), key (the key, the bucket
+ * name for DELETE_BUCKET, the token for the locks) and items' keys are
+ * valid names with ids of at most 255 bytes, items' keys distinct; val is
+ * NULL only with val_len 0 (a NULL value); prev is non-empty; ttl >= 0
+ * usec, 0 = no expiry (> 0 for the locks).
+ */
+typedef struct storage_bucket_req
+{
+	storage_bucket_op op;
+	const char *const *bucket;
+	size_t		nbucket;
+	const char *key;
+	const void *val;
+	size_t		val_len;
+	const void *prev;
+	size_t		prev_len;
+	const storage_item *items;
+	size_t		nitems;
+	int64_t		ttl;
+} storage_bucket_req;
+
+/* Results (zeroed by the front end; malloc'd, freed by it on failure). */
+typedef struct storage_bucket_res
+{
+	unsigned char *val;			/* GET_VAL (NULL for a NULL value) */
+	size_t		val_len;
+	char	  **keys;			/* GET_KEYS, sorted */
+	size_t		nkeys;
+	storage_item *items;		/* GET_ITEMS, sorted by key */
+	size_t		nitems;
+	int64_t		count;			/* DELETE_BUCKET */
+} storage_bucket_res;
+
+/*
+ * buckets.c: run req through h's backend if it has the bucket operation
+ * (under h's mutex), *native = true then; else *native = false and nothing
+ * is done.
+ */
+extern storage_status storage_bucket_call(storage_client *h,
+										  const storage_bucket_req *req,
+										  storage_bucket_res *res,
+										  bool *native);
 
 /* The lock operations of storage_backend_ops. */
 typedef enum storage_lock_op
@@ -198,6 +275,9 @@ extern int	storage_record_cmp(const void *a, const void *b);
  * end's fallback loops even where its backend has native batch operations.
  */
 extern void storage_force_batch_fallback(storage_client *h, bool on);
+
+/* Tests only: make h use the generic bucket layer even where native. */
+extern void storage_force_generic_buckets(storage_client *h, bool on);
 
 /*
  * Tests only, dir backend fault injection: make the process _exit() after

@@ -344,7 +344,12 @@ extern STORAGE_API void storage_records_free(storage_record *recs, size_t n);
  * and keys are non-empty, contain no '/', and do not start with '.'; the
  * joined id is at most 255 bytes.  Violations: STORAGE_INVALID_ARGUMENT.
  * ttl is a duration in usec: 0 = no expiry, negative = invalid.
- * Values are stored as record data with format NULL.
+ * Values are stored as record data with format NULL; a NULL value (val
+ * NULL, val_len 0) as NULL data, distinct from an empty one (1.0 stored it
+ * as an empty value).  The postgresql backend runs these calls as the
+ * extension's bucket and lock functions (server clock for TTLs, one
+ * statement each); the other backends through a generic layer over the
+ * record operations, with the same results.
  */
 extern STORAGE_API storage_status storage_create_val(storage_client *h,
 										 const char *const *bucket, size_t nbucket,

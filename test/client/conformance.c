@@ -81,6 +81,11 @@ typedef struct fixture
 } fixture;
 
 static const char *backend_name;
+static const char *group_name;	/* backend_name, or "postgresql-generic" */
+static bool generic_buckets;	/* the generic bucket layer, not the backend's */
+
+/* internal test hook of the library (the test archive exports it) */
+extern void storage_force_generic_buckets(storage_client *h, bool on);
 static const char *pg_uri;
 static const char *pg_admin_uri;	/* for libpq directly, see above */
 static const char *ddb_uri;
@@ -185,6 +190,8 @@ open_peer(fixture *f, storage_client **out)
 
 	if (st == STORAGE_OK && f->fake)
 		st = storage_set_clock(*out, fake_clock, f);
+	if (st == STORAGE_OK && generic_buckets)
+		storage_force_generic_buckets(*out, true);
 	return st;
 }
 
@@ -731,11 +738,23 @@ test_bucket_values(void **state)
 	assert_memory_equal(val, "pv", 2);
 	free(val);
 
-	/* empty value; root bucket */
+	/* NULL value (stays NULL, as in SQL); empty value; root bucket */
 	ST(h, storage_upsert_val(h, NULL, 0, "rootkey", NULL, 0, 0), STORAGE_OK);
 	ST(h, storage_get_val(h, NULL, 0, "rootkey", &val, &len), STORAGE_OK);
 	assert_int_equal(len, 0);
-	free(val);
+	assert_null(val);
+	ST(h, storage_fetch(h, "rootkey", &r), STORAGE_OK);
+	assert_null(r.data);
+	storage_record_clear(&r);
+	ST(h, storage_upsert_val(h, NULL, 0, "rootkey", "", 0, 0), STORAGE_OK);
+	ST(h, storage_get_val(h, NULL, 0, "rootkey", &val, &len), STORAGE_OK);
+	assert_int_equal(len, 0);
+	assert_non_null(val);
+	storage_free(val);
+	ST(h, storage_fetch(h, "rootkey", &r), STORAGE_OK);
+	assert_non_null(r.data);
+	assert_int_equal(r.data_len, 0);
+	storage_record_clear(&r);
 
 	/* missing key; a bucket is not a key */
 	ST(h, storage_get_val(h, B12, 2, "nope", &val, &len), STORAGE_NOT_FOUND);
@@ -2019,6 +2038,67 @@ test_pg_reconnect(void **state)
 	storage_record_clear(&r);
 }
 
+typedef struct lock_waiter
+{
+	fixture    *f;
+	storage_status st;
+} lock_waiter;
+
+static void *
+acquire_thread(void *p)
+{
+	lock_waiter *w = p;
+	storage_client *h;
+
+	w->st = open_peer(w->f, &h);
+	if (w->st == STORAGE_OK)
+	{
+		w->st = storage_acquire_lock(h, "server-wait", 60 * STORAGE_SEC);
+		if (w->st == STORAGE_OK)
+			w->st = storage_release_lock(h, "server-wait");
+		storage_close(h);
+	}
+	return NULL;
+}
+
+/*
+ * postgresql only: the bucket layer runs the server's functions, so a lock
+ * waiter waits inside storage_acquire_lock on the server (woken at the
+ * release), where pg_stat_activity shows it; the generic layer's polling
+ * saves never show there as that call.
+ */
+static void
+test_pg_server_buckets(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	lock_waiter w = {.f = f, .st = STORAGE_BACKEND_ERROR};
+	pthread_t	th;
+	PGconn	   *admin = PQconnectdb(pg_admin_uri);
+	bool		seen = false;
+
+	assert_int_equal(PQstatus(admin), CONNECTION_OK);
+	ST(h, storage_acquire_lock(h, "server-wait", 60 * STORAGE_SEC), STORAGE_OK);
+	assert_int_equal(pthread_create(&th, NULL, acquire_thread, &w), 0);
+	for (int i = 0; i < 500 && !seen; i++)
+	{
+		PGresult   *res = PQexec(admin,
+								 "SELECT count(*) FROM pg_stat_activity "
+								 "WHERE state = 'active' AND query LIKE '%storage_acquire_lock%' "
+								 "AND pid <> pg_backend_pid()");
+
+		seen = PQresultStatus(res) == PGRES_TUPLES_OK && atoi(PQgetvalue(res, 0, 0)) == 1;
+		PQclear(res);
+		if (!seen)
+			sleep_us(20 * STORAGE_MSEC);
+	}
+	ST(h, storage_release_lock(h, "server-wait"), STORAGE_OK);
+	pthread_join(th, NULL);
+	PQfinish(admin);
+	assert_true(seen);
+	assert_int_equal(w.st, STORAGE_OK);
+}
+
 /* postgresql only: server errors map onto statuses */
 static void
 test_pg_errors(void **state)
@@ -2778,6 +2858,7 @@ static const struct CMUnitTest dir_tests[] = {
 	T(test_dir_fsync_failure),
 };
 static const struct CMUnitTest pg_tests[] = {T(test_pg_reconnect), T(test_pg_errors)};
+static const struct CMUnitTest pg_native_tests[] = {T(test_pg_server_buckets)};
 static const struct CMUnitTest ddb_tests[] = {
 	T(test_ddb_limits),
 	T(test_ddb_transactions),
@@ -2814,16 +2895,25 @@ main(int argc, char **argv)
 		argv++;
 		argc--;
 	}
+	if (argc == 2 && strcmp(argv[1], "postgresql-generic") == 0)
+	{
+		/* the same cases with the generic bucket layer: same results */
+		generic_buckets = true;
+		group_name = argv[1];
+		argv[1] = (char *) "postgresql";
+	}
 	if (argc != 2 || (strcmp(argv[1], "memory") != 0 && strcmp(argv[1], "dir") != 0 &&
 					  strcmp(argv[1], "postgresql") != 0 &&
 					  strcmp(argv[1], "dynamodb") != 0 &&
 					  strcmp(argv[1], "dynamodb-unit") != 0))
 	{
-		fprintf(stderr, "usage: %s [--count] memory|dir|postgresql|dynamodb|dynamodb-unit\n",
+		fprintf(stderr, "usage: %s [--count] memory|dir|postgresql|postgresql-generic|dynamodb|dynamodb-unit\n",
 				argv[0]);
 		return 2;
 	}
 	backend_name = argv[1];
+	if (group_name == NULL)
+		group_name = backend_name;
 	if (strcmp(backend_name, "dynamodb-unit") == 0)
 		ADD(ddb_unit_tests);
 	else
@@ -2833,6 +2923,8 @@ main(int argc, char **argv)
 	if (strcmp(backend_name, "postgresql") == 0)
 	{
 		ADD(pg_tests);
+		if (!generic_buckets)
+			ADD(pg_native_tests);
 		uri_var = "STORAGE_TEST_PG_URI";
 		pg_uri = getenv(uri_var);
 		pg_admin_uri = getenv("STORAGE_TEST_PG_ADMIN_URI");
@@ -2847,8 +2939,8 @@ main(int argc, char **argv)
 	}
 	if (!count_only && uri_var && (getenv(uri_var) == NULL || getenv(uri_var)[0] == '\0'))
 	{
-		printf("SKIP %s: %s is not set\n", backend_name, uri_var);
-		printf("RESULT %s total=0 failed=0 skipped=0\n", backend_name);
+		printf("SKIP %s: %s is not set\n", group_name, uri_var);
+		printf("RESULT %s total=0 failed=0 skipped=0\n", group_name);
 		return 0;
 	}
 	if (count_only)
@@ -2856,9 +2948,9 @@ main(int argc, char **argv)
 		printf("%zu\n", ntests);
 		return 0;
 	}
-	failed = _cmocka_run_group_tests(backend_name, tests, ntests, NULL, NULL);
+	failed = _cmocka_run_group_tests(group_name, tests, ntests, NULL, NULL);
 	fflush(stderr);
-	printf("RESULT %s total=%zu failed=%d skipped=%d\n", backend_name, ntests,
+	printf("RESULT %s total=%zu failed=%d skipped=%d\n", group_name, ntests,
 		   failed, nskipped);
 	fflush(stdout);				/* before LeakSanitizer's exit handler */
 	return failed == 0 ? 0 : 1;

@@ -117,7 +117,9 @@ export LD_LIBRARY_PATH
 
 backends="memory dir dynamodb-unit"
 if [ -n "${STORAGE_TEST_PG_URI:-}" ]; then
-	backends="$backends postgresql"
+	# postgresql-generic: the same cases through the generic bucket layer
+	# instead of the server's bucket and lock functions (same results)
+	backends="$backends postgresql postgresql-generic"
 else
 	echo "SKIP postgresql: STORAGE_TEST_PG_URI is not set (the postgresql group and its example run are skipped)"
 fi
