@@ -8,7 +8,10 @@
  *	  results.  Batch arguments are sent as binary arrays (no quoting or
  *	  escaping: any id round-trips).  The locks with fencing tokens call
  *	  storage_acquire_lock, storage_release_lock (token, fence) and
- *	  storage_extend_lock of release 1.1.
+ *	  storage_extend_lock of release 1.1.  The bucket layer (pg_bucket) is
+ *	  the extension's bucket and lock functions, one statement each: the
+ *	  server's skip scan for get_keys, an atomic delete_bucket, the
+ *	  server's clock for TTLs, the server's lock wait and wake-up.
  *
  *	  Two ways of sending a call, chosen by the connection string's own
  *	  option prepare=on|off (removed before the rest goes to libpq):
