@@ -71,3 +71,16 @@ client-install: client
 client-clean:
 	$(MAKE) -C src/client clean
 .PHONY: client client-install client-clean
+
+# The storage_proxy extension (proxy/, see its Makefile): the same API
+# over PL/Proxy partitions, built and installed with the extension.
+all: proxy
+install: proxy-install
+clean: proxy-clean
+proxy:
+	$(MAKE) -C proxy PG_CONFIG=$(PG_CONFIG) WERROR=$(WERROR)
+proxy-install: proxy
+	$(MAKE) -C proxy PG_CONFIG=$(PG_CONFIG) install
+proxy-clean:
+	$(MAKE) -C proxy PG_CONFIG=$(PG_CONFIG) clean
+.PHONY: proxy proxy-install proxy-clean

@@ -9,10 +9,11 @@
 #
 # Knobs (environment): RUN_SECONDS (3), REPS (3), CLIENTS (4),
 # RECORDS (1000000), CHURN_SECONDS (600), BATCH_WARMUP (4), SECTIONS (all:
-# "fetch save sync batch expiry churn memory client").
+# "fetch save sync batch expiry churn memory client proxy").
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/client_section.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/proxy_section.sh"
 
 RUN_SECONDS=${RUN_SECONDS:-3}
 REPS=${REPS:-3}
@@ -20,7 +21,7 @@ CLIENTS=${CLIENTS:-4}
 RECORDS=${RECORDS:-1000000}
 CHURN_SECONDS=${CHURN_SECONDS:-600}
 BATCH_WARMUP=${BATCH_WARMUP:-4}
-SECTIONS=${SECTIONS:-"fetch save sync batch expiry churn memory client"}
+SECTIONS=${SECTIONS:-"fetch save sync batch expiry churn memory client proxy"}
 # 200 bytes of payload, as a bytea literal
 PAYLOAD="\\x$(printf '%0400d' 0 | tr 0 a)"
 

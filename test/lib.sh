@@ -49,6 +49,7 @@ pkg-config
 postgresql-$PG_MAJOR
 postgresql-server-dev-$PG_MAJOR
 postgresql-$PG_MAJOR-cron
+postgresql-$PG_MAJOR-plproxy
 libpq-dev
 libcmocka-dev
 libipc-run-perl
