@@ -529,14 +529,14 @@ COMMENT ON FUNCTION @extschema@.storage_proxy_lock_hash(text) IS
     'partition hash of the lock record of a token (internal)';
 
 CREATE FUNCTION @extschema@.storage_acquire_lock(token text, ttl interval)
-RETURNS void
+RETURNS bigint
 LANGUAGE plproxy
 AS $$
     CLUSTER 'storage';
     RUN ON @extschema@.storage_proxy_lock_hash(token);
 $$;
 COMMENT ON FUNCTION @extschema@.storage_acquire_lock(text, interval) IS
-    'storage_acquire_lock on the partition of the lock';
+    'storage_acquire_lock on the partition of the lock; returns its fencing token';
 
 CREATE FUNCTION @extschema@.storage_release_lock(token text)
 RETURNS void
@@ -546,7 +546,27 @@ AS $$
     RUN ON @extschema@.storage_proxy_lock_hash(token);
 $$;
 COMMENT ON FUNCTION @extschema@.storage_release_lock(text) IS
-    'storage_release_lock on the partition of the lock';
+    'storage_release_lock on the partition of the lock (unsafe after expiry: prefer the fenced form)';
+
+CREATE FUNCTION @extschema@.storage_release_lock(token text, fence bigint)
+RETURNS void
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'storage';
+    RUN ON @extschema@.storage_proxy_lock_hash(token);
+$$;
+COMMENT ON FUNCTION @extschema@.storage_release_lock(text, bigint) IS
+    'storage_release_lock with a fencing token on the partition of the lock';
+
+CREATE FUNCTION @extschema@.storage_extend_lock(token text, fence bigint, ttl interval)
+RETURNS boolean
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'storage';
+    RUN ON @extschema@.storage_proxy_lock_hash(token);
+$$;
+COMMENT ON FUNCTION @extschema@.storage_extend_lock(text, bigint, interval) IS
+    'storage_extend_lock on the partition of the lock';
 
 --
 -- Administration: every partition, then the total.
@@ -666,6 +686,8 @@ REVOKE ALL ON FUNCTION
     @extschema@.storage_delete_bucket(text[], text),
     @extschema@.storage_acquire_lock(text, interval),
     @extschema@.storage_release_lock(text),
+    @extschema@.storage_release_lock(text, bigint),
+    @extschema@.storage_extend_lock(text, bigint, interval),
     @extschema@.storage_proxy_status_split(integer[], boolean),
     @extschema@.storage_status(boolean)
 FROM PUBLIC;

@@ -93,12 +93,19 @@ SELECT key, val FROM storage_get_items('{plain,sub2}');
 SELECT * FROM storage_get_keys('{}');
 SELECT * FROM storage_get_keys(NULL);
 
--- locks
-SELECT storage_acquire_lock('job', '1 hour');
+-- locks (fencing tokens come from one sequence per partition: printed as
+-- comparisons only)
+SELECT storage_acquire_lock('job', '1 hour') > 0 AS fenced;
 SELECT storage_release_lock('job');
 SELECT storage_release_lock('job');
 SELECT storage_acquire_lock('job', '-1 hour');
 SELECT storage_acquire_lock(NULL, '1 hour');
+CREATE TEMP TABLE fence AS SELECT storage_acquire_lock('job2', '1 hour') AS f;
+SELECT storage_extend_lock('job2', (SELECT f FROM fence), '2 hours');
+SELECT storage_extend_lock('job2', (SELECT f FROM fence) + 1, '2 hours');
+SELECT storage_release_lock('job2', (SELECT f FROM fence) + 1);
+SELECT storage_release_lock('job2', (SELECT f FROM fence));
+SELECT storage_acquire_lock('job2', '1 hour') > (SELECT f FROM fence) AS increasing;
 
 -- purge
 SELECT storage_purge_expired();
