@@ -585,7 +585,13 @@ CREATE FUNCTION @extschema@.storage_proxy_status_split(
     OUT last_purge_end timestamptz,
     OUT rows_purged_last bigint,
     OUT rows_purged_total bigint,
-    OUT last_error text)
+    OUT last_error text,
+    OUT rows_skipped_last bigint,
+    OUT rows_skipped_total bigint,
+    OUT last_skip_reason text,
+    OUT consecutive_failures integer,
+    OUT backoff_until timestamptz,
+    OUT log_lines_suppressed bigint)
 RETURNS SETOF record
 LANGUAGE plproxy
 AS $$
@@ -594,7 +600,9 @@ AS $$
     RUN ON partitions;
     SELECT (partitions)[1] AS partition, s.database, s.live_records, s.live_is_estimate,
            s.expired_records, s.worker_state, s.launcher_pid, s.last_purge_start,
-           s.last_purge_end, s.rows_purged_last, s.rows_purged_total, s.last_error
+           s.last_purge_end, s.rows_purged_last, s.rows_purged_total, s.last_error,
+           s.rows_skipped_last, s.rows_skipped_total, s.last_skip_reason,
+           s.consecutive_failures, s.backoff_until, s.log_lines_suppressed
       FROM @extschema@.storage_status(exact) AS s;
 $$;
 COMMENT ON FUNCTION @extschema@.storage_proxy_status_split(integer[], boolean) IS
@@ -613,7 +621,13 @@ CREATE FUNCTION @extschema@.storage_status(
     OUT last_purge_end timestamptz,
     OUT rows_purged_last bigint,
     OUT rows_purged_total bigint,
-    OUT last_error text)
+    OUT last_error text,
+    OUT rows_skipped_last bigint,
+    OUT rows_skipped_total bigint,
+    OUT last_skip_reason text,
+    OUT consecutive_failures integer,
+    OUT backoff_until timestamptz,
+    OUT log_lines_suppressed bigint)
 RETURNS SETOF record
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -633,7 +647,12 @@ AS $$
                pg_catalog.min(p.last_purge_start), pg_catalog.max(p.last_purge_end),
                pg_catalog.sum(p.rows_purged_last)::bigint, pg_catalog.sum(p.rows_purged_total)::bigint,
                pg_catalog.string_agg(pg_catalog.format('partition %s: %s', p.partition, p.last_error), '; ')
-                 FILTER (WHERE p.last_error OPERATOR(pg_catalog.<>) '')
+                 FILTER (WHERE p.last_error OPERATOR(pg_catalog.<>) ''),
+               pg_catalog.sum(p.rows_skipped_last)::bigint, pg_catalog.sum(p.rows_skipped_total)::bigint,
+               pg_catalog.string_agg(pg_catalog.format('partition %s: %s', p.partition, p.last_skip_reason), '; ')
+                 FILTER (WHERE p.last_skip_reason OPERATOR(pg_catalog.<>) ''),
+               pg_catalog.max(p.consecutive_failures), pg_catalog.max(p.backoff_until),
+               pg_catalog.sum(p.log_lines_suppressed)::bigint
           FROM p
     ) AS s
     ORDER BY s.partition NULLS LAST
