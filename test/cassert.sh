@@ -14,11 +14,11 @@
 # modules; no contrib.  It is built once and reused while the marker file
 # $PREFIX/.storage-ci-complete exists in the chroot.
 #
-# The TAP tests with third-party server modules (012_pg_cron, 050_pgaudit)
-# are skipped here, saying why: the mirror serves no source package of
-# pg_cron or pgaudit to build them against this server, and Debian's
-# postgresql-15-cron and -pgaudit are built for Debian's server, not this
-# one.  They run on every other server of the matrix.
+# The TAP tests with third-party server modules (012_pg_cron, 050_pgaudit,
+# 050_proxy) are skipped here, saying why: the mirror serves no source
+# package of pg_cron, pgaudit or PL/Proxy to build them against this server,
+# and Debian's postgresql-15-cron, -pgaudit and -plproxy are built for
+# Debian's server, not this one.  They run on every other server of the matrix.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/lib.sh"
@@ -62,5 +62,5 @@ build_server() {
 need_root
 make_root "$REL" || die "no $REL chroot"
 build_server
-STORAGE_TEST_SKIP_MODULES="no third-party modules (pg_cron, pgaudit) for the assertion-enabled server: the mirror has no source to build them" \
+STORAGE_TEST_SKIP_MODULES="no third-party modules (pg_cron, pgaudit, plproxy) for the assertion-enabled server: the mirror has no source to build them" \
 	PG_MAJOR=15 PG_CONFIG=$PREFIX/bin/pg_config suite_in_chroot "$REL"

@@ -86,7 +86,7 @@ is($node->safe_psql('db1',
 ok($node->poll_query_until('db1',
 	q{SELECT rows_skipped_total >= 5 * 300 FROM storage_status}),
 	'the skipped rows are counted on every visit');
-# between two visits: during one, the "last" counts are the running visit's
+# once a visit has ended (last_purge_end is NULL during one)
 ok($node->poll_query_until('db1',
 	q{SELECT rows_skipped_last, last_error IS NULL, consecutive_failures, backoff_until IS NULL
 	    FROM storage_status WHERE last_purge_end IS NOT NULL},
