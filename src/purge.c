@@ -107,15 +107,21 @@ storage_purge_round_init(StoragePurgeRound *round)
  * Errors that say nothing about a particular row: the purge as a whole
  * cannot go on, and the caller must hear it (a read-only transaction is
  * the caller's choice, 25006 like any write; a cancel or shutdown is not
- * a row's fault).  Everything else, whatever the SQLSTATE a trigger chose,
- * is taken as the refusal of some row.
+ * a row's fault; a publication that refuses deletes from the table, 55000
+ * or 42P10, refuses every row alike, and skipping them one by one would
+ * keep the worker busy for ever instead of failing the visit and backing
+ * off).  Everything else, whatever the SQLSTATE a trigger chose, is taken
+ * as the refusal of some row.
  */
 static bool
 error_is_per_row(const ErrorData *edata)
 {
+	if (edata->sqlerrcode == ERRCODE_INVALID_COLUMN_REFERENCE)
+		return false;			/* 42P10: publication row filter, column list */
 	switch (ERRCODE_TO_CATEGORY(edata->sqlerrcode))
 	{
 		case ERRCODE_INVALID_TRANSACTION_STATE: /* 25: read-only, ... */
+		case ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE:	/* 55: replica identity */
 		case ERRCODE_INSUFFICIENT_RESOURCES:	/* 53 */
 		case ERRCODE_PROGRAM_LIMIT_EXCEEDED:	/* 54 */
 		case ERRCODE_OPERATOR_INTERVENTION:	/* 57: cancel, shutdown */
