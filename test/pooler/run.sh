@@ -139,19 +139,24 @@ done
 direct="host=$work port=$PGPORT_DIRECT user=postgres"
 bouncer="host=$work port=$PORT_BOUNCER user=postgres"
 
-# two_connections ALIAS DB: two concurrent transactions make pgbouncer open
-# both server connections of the pool (they stay open while idle).
+# two_connections ALIAS DB: pgbouncer opens both server connections of the
+# pool (they stay open while idle): a second transaction arrives while a
+# first one is still running, which is then cancelled.
 two_connections() {
-	local i
-	psql_bouncer -d "$1" -c "SELECT pg_sleep(0.5)" >/dev/null &
-	psql_bouncer -d "$1" -c "SELECT pg_sleep(0.5)" >/dev/null &
-	wait
-	for i in $(seq 50); do
+	local sleeper i q="datname = '$2' AND pid <> pg_backend_pid()"
+	psql_bouncer -d "$1" -c "SELECT pg_sleep(600)" >/dev/null 2>&1 &
+	sleeper=$!
+	for i in $(seq 200); do
 		[ "$(psql_direct -d postgres -At -c "SELECT count(*) FROM pg_stat_activity
-			WHERE datname = '$2' AND pid <> pg_backend_pid()")" = 2 ] && return 0
-		sleep 0.1
+			WHERE $q AND state = 'active' AND query = 'SELECT pg_sleep(600)'")" = 1 ] && break
+		sleep 0.05
 	done
-	echo "run.sh: pgbouncer did not open 2 server connections to $2" >&2
+	psql_bouncer -d "$1" -c "SELECT 1" >/dev/null
+	psql_direct -d postgres -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+		WHERE $q AND query = 'SELECT pg_sleep(600)'" >/dev/null
+	wait $sleeper
+	[ "$(psql_direct -d postgres -At -c "SELECT count(*) FROM pg_stat_activity WHERE $q")" = 2 ] ||
+		echo "run.sh: pgbouncer did not open 2 server connections to $2" >&2
 }
 
 # conformance LABEL URI [ENV=VALUE...]: the whole postgresql group, one
