@@ -12,6 +12,98 @@
 
 -- ==== search_path safety and the expiry worker ====
 
+--
+-- The SQL functions of release 1.0 named their operators and functions
+-- unqualified.  Their bodies are parsed with the caller's search_path (the
+-- inlined ones become part of the caller's query), so a schema put before
+-- pg_catalog could supply its own "=" or ">" and have it run by whoever
+-- called them, a superuser or the expiry worker included.  Same bodies,
+-- every operator and function schema-qualified.  storage_fetch,
+-- storage_fetch_many and storage_list must stay inlinable (a plain SQL
+-- function: no SET clause, not SECURITY DEFINER), so qualification is the
+-- only protection they can have; the planner still sees the same operators
+-- and uses the primary key (the regression test security_search_path
+-- checks the plans).
+--
+CREATE OR REPLACE FUNCTION @extschema@.storage_fetch(id text)
+RETURNS TABLE(id text, version bigint, expires_at timestamptz, format text, data bytea)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT r.id, r.version, r.expires_at, r.format, r.data
+      FROM @extschema@.storage_records AS r
+     WHERE r.id OPERATOR(pg_catalog.=) @extschema@.storage_check_id($1)
+       AND (r.expires_at IS NULL
+            OR r.expires_at OPERATOR(pg_catalog.>) @extschema@.storage_now())
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.storage_list(prefix text)
+RETURNS TABLE(id text, version bigint, expires_at timestamptz, format text, data bytea)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT r.id, r.version, r.expires_at, r.format, r.data
+      FROM @extschema@.storage_records AS r
+     WHERE r.id OPERATOR(pg_catalog.>=) $1
+       AND r.id OPERATOR(pg_catalog.<) @extschema@.storage_prefix_end($1)
+       AND (r.expires_at IS NULL
+            OR r.expires_at OPERATOR(pg_catalog.>) @extschema@.storage_now())
+     ORDER BY r.id
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.storage_fetch_many(ids text[])
+RETURNS TABLE(id text, version bigint, expires_at timestamptz, format text, data bytea)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT r.id, r.version, r.expires_at, r.format, r.data
+      FROM @extschema@.storage_records AS r
+     WHERE r.id OPERATOR(pg_catalog.=) ANY (@extschema@.storage_check_ids($1))
+       AND (r.expires_at IS NULL
+            OR r.expires_at OPERATOR(pg_catalog.>) @extschema@.storage_now())
+$$;
+
+-- SECURITY DEFINER with its own search_path already; qualified all the same,
+-- so that the body is safe wherever it is copied to.
+CREATE OR REPLACE FUNCTION @extschema@.storage_status(
+    exact boolean DEFAULT false,
+    OUT database name,
+    OUT live_records bigint,
+    OUT live_is_estimate boolean,
+    OUT expired_records bigint,
+    OUT worker_state text,
+    OUT launcher_pid integer,
+    OUT last_purge_start timestamptz,
+    OUT last_purge_end timestamptz,
+    OUT rows_purged_last bigint,
+    OUT rows_purged_total bigint,
+    OUT last_error text)
+RETURNS record
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH now AS (
+        SELECT @extschema@.storage_now() AS t
+    ), expired AS (
+        SELECT pg_catalog.count(*) AS n
+          FROM @extschema@.storage_records r, now
+         WHERE r.purge_after OPERATOR(pg_catalog.<=) @extschema@.storage_expiry_slot(now.t)
+           AND r.expires_at OPERATOR(pg_catalog.<=) now.t
+    ), est AS (
+        SELECT c.reltuples::pg_catalog.int8 AS n
+          FROM pg_catalog.pg_class c
+         WHERE c.oid OPERATOR(pg_catalog.=) '@extschema@.storage_records'::pg_catalog.regclass
+    ), live AS (
+        SELECT CASE
+                 WHEN $1 OR est.n OPERATOR(pg_catalog.<) 0 THEN
+                   (SELECT pg_catalog.count(*) FROM @extschema@.storage_records r, now
+                     WHERE r.expires_at IS NULL OR r.expires_at OPERATOR(pg_catalog.>) now.t)
+                 ELSE GREATEST(est.n OPERATOR(pg_catalog.-) expired.n, 0)
+               END AS n,
+               NOT ($1 OR est.n OPERATOR(pg_catalog.<) 0) AS estimate
+          FROM est, expired
+    )
+    SELECT pg_catalog.current_database(), live.n, live.estimate, expired.n, w.*
+      FROM live, expired, @extschema@.storage_worker_status() w
+$$;
+
 -- ==== fast paths: what the statements enforce ====
 
 -- Which path each operation takes here and now (for the calling role, in

@@ -63,11 +63,10 @@ typedef struct ArgArray
 	int			n;
 } ArgArray;
 
-#define LIVE(r, now) "(" r ".expires_at IS NULL OR " r ".expires_at > " now ")"
-
 /* $1 ids, sorted */
 static const char *const many_lock_sql =
-"SELECT 1 FROM %1$s AS r WHERE r.id = ANY ($1) ORDER BY r.id FOR UPDATE";
+"SELECT 1 FROM %1$s AS r WHERE r.id OPERATOR(pg_catalog.=) ANY ($1) "
+"ORDER BY r.id FOR UPDATE";
 
 /* $1 ids, $2 datas, $3 expires_ats, $4 formats, $5 now */
 static const char *const many_upsert_sql =
@@ -75,10 +74,10 @@ static const char *const many_upsert_sql =
 "SELECT u.id, 1, u.e, u.f, u.d FROM unnest($1, $2, $3, $4) AS u(id, d, e, f) "
 "ORDER BY u.id "
 "ON CONFLICT (id) DO UPDATE SET "
-"  version = CASE WHEN " LIVE("r", "$5") " THEN r.version + 1 ELSE 1 END, "
+"  version = CASE WHEN " LIVE("r", "$5") " THEN r.version OPERATOR(pg_catalog.+) 1 ELSE 1 END, "
 "  expires_at = excluded.expires_at, format = excluded.format, "
 "  data = excluded.data "
-"WHERE NOT (" LIVE("r", "$5") " AND r.version = 9223372036854775807) "
+"WHERE NOT (" LIVE("r", "$5") " AND r.version OPERATOR(pg_catalog.=) 9223372036854775807) "
 "RETURNING r.id, r.version";
 
 static const char *const many_create_sql =
@@ -93,17 +92,17 @@ static const char *const many_create_sql =
 
 /* same plus $6 expect_versions */
 static const char *const many_update_sql =
-"UPDATE %1$s AS r SET version = r.version + 1, "
+"UPDATE %1$s AS r SET version = r.version OPERATOR(pg_catalog.+) 1, "
 "  expires_at = u.e, format = u.f, data = u.d "
 "FROM unnest($1, $2, $3, $4, $6) AS u(id, d, e, f, v) "
-"WHERE r.id = u.id AND r.version = u.v AND " LIVE("r", "$5") " "
+"WHERE r.id OPERATOR(pg_catalog.=) u.id AND r.version OPERATOR(pg_catalog.=) u.v AND " LIVE("r", "$5") " "
 "RETURNING r.id, r.version";
 
 /* $1 ids, $2 now */
 static const char *const many_delete_sql =
-"WITH d AS (DELETE FROM %1$s AS r WHERE r.id = ANY ($1) "
+"WITH d AS (DELETE FROM %1$s AS r WHERE r.id OPERATOR(pg_catalog.=) ANY ($1) "
 "           RETURNING " LIVE("r", "$2") " AS live) "
-"SELECT count(*) FROM d WHERE d.live";
+"SELECT pg_catalog.count(*) FROM d WHERE d.live";
 
 static ArgArray
 arg_array(FunctionCallInfo fcinfo, int argno, const char *name, bool required)

@@ -47,8 +47,6 @@ PG_FUNCTION_INFO_V1(storage_upsert_items);
 PG_FUNCTION_INFO_V1(storage_delete_key);
 PG_FUNCTION_INFO_V1(storage_delete_bucket);
 
-#define LIVE(r, now) "(" r ".expires_at IS NULL OR " r ".expires_at > " now ")"
-
 /* $1 id, $2 val, $3 expires_at, $4 now; bucket values have format NULL */
 static const char *const create_sql =
 "INSERT INTO %1$s AS r (id, version, expires_at, format, data) "
@@ -61,33 +59,34 @@ static const char *const upsert_sql =
 "INSERT INTO %1$s AS r (id, version, expires_at, format, data) "
 "VALUES ($1, 1, $3, NULL, $2) "
 "ON CONFLICT (id) DO UPDATE SET "
-"  version = CASE WHEN " LIVE("r", "$4") " THEN r.version + 1 ELSE 1 END, "
+"  version = CASE WHEN " LIVE("r", "$4") " THEN r.version OPERATOR(pg_catalog.+) 1 ELSE 1 END, "
 "  expires_at = excluded.expires_at, format = NULL, data = excluded.data "
 "RETURNING 1";
 
 /* same plus $5 prev_val */
 static const char *const cas_sql =
-"UPDATE %1$s AS r SET version = r.version + 1, expires_at = $3, format = NULL, "
-"  data = $2 "
-"WHERE r.id = $1 AND r.data = $5 AND " LIVE("r", "$4") " RETURNING 1";
+"UPDATE %1$s AS r SET version = r.version OPERATOR(pg_catalog.+) 1, expires_at = $3, "
+"  format = NULL, data = $2 "
+"WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.data OPERATOR(pg_catalog.=) $5 AND " LIVE("r", "$4") " RETURNING 1";
 
 /* $1 id, $2 now */
 static const char *const get_sql =
-"SELECT r.data FROM %1$s AS r WHERE r.id = $1 AND " LIVE("r", "$2");
+"SELECT r.data FROM %1$s AS r WHERE r.id OPERATOR(pg_catalog.=) $1 AND " LIVE("r", "$2");
 
 /* $1 ids, $2 vals, $3 expires_at, $4 now */
 static const char *const upsert_items_sql =
 "INSERT INTO %1$s AS r (id, version, expires_at, format, data) "
 "SELECT u.id, 1, $3, NULL, u.d FROM unnest($1, $2) AS u(id, d) ORDER BY u.id "
 "ON CONFLICT (id) DO UPDATE SET "
-"  version = CASE WHEN " LIVE("r", "$4") " THEN r.version + 1 ELSE 1 END, "
+"  version = CASE WHEN " LIVE("r", "$4") " THEN r.version OPERATOR(pg_catalog.+) 1 ELSE 1 END, "
 "  expires_at = excluded.expires_at, format = NULL, data = excluded.data";
 
 /* $1 first id, $2 end of range, $3 now */
 static const char *const delete_range_sql =
-"WITH d AS (DELETE FROM %1$s AS r WHERE r.id >= $1 AND r.id < $2 "
+"WITH d AS (DELETE FROM %1$s AS r "
+"           WHERE r.id OPERATOR(pg_catalog.>=) $1 AND r.id OPERATOR(pg_catalog.<) $2 "
 "           RETURNING " LIVE("r", "$3") " AS live) "
-"SELECT count(*) FROM d WHERE d.live";
+"SELECT pg_catalog.count(*) FROM d WHERE d.live";
 
 /* Raises 22023 unless name is a valid bucket element or key. */
 static void

@@ -25,8 +25,8 @@ PG_FUNCTION_INFO_V1(storage_drop_guard);
 
 /* $1 now */
 static const char *const count_live_sql =
-"SELECT count(*) FROM %1$s AS r "
-"WHERE r.expires_at IS NULL OR r.expires_at > $1";
+"SELECT pg_catalog.count(*) FROM %1$s AS r "
+"WHERE r.expires_at IS NULL OR r.expires_at OPERATOR(pg_catalog.>) $1";
 
 static bool
 drops_storage(DropStmt *stmt)

@@ -63,23 +63,21 @@ PG_FUNCTION_INFO_V1(storage_extend_lock);
 #define MAX_SLEEP_MS 1000
 #define BACKOFF_MAX_MS 50
 
-#define LIVE(r, now) "(" r ".expires_at IS NULL OR " r ".expires_at > " now ")"
-
 /* $1 id, $2 expires_at, $3 now: takes a free or expired lock */
 static const char *const take_sql =
 "INSERT INTO %1$s AS r (id, version, expires_at, format, data) "
-"VALUES ($1, 1, $2, NULL, ''::bytea) "
+"VALUES ($1, 1, $2, NULL, ''::pg_catalog.bytea) "
 "ON CONFLICT (id) DO UPDATE SET version = 1, expires_at = excluded.expires_at, "
 "  format = NULL, data = excluded.data "
 "WHERE NOT " LIVE("r", "$3") " RETURNING 1";
 
 /* $1 id: when the current holder's lock runs out */
 static const char *const holder_sql =
-"SELECT r.expires_at FROM %1$s AS r WHERE r.id = $1";
+"SELECT r.expires_at FROM %1$s AS r WHERE r.id OPERATOR(pg_catalog.=) $1";
 
 /* $1 id, $2 now */
 static const char *const release_sql =
-"DELETE FROM %1$s AS r WHERE r.id = $1 RETURNING " LIVE("r", "$2");
+"DELETE FROM %1$s AS r WHERE r.id OPERATOR(pg_catalog.=) $1 RETURNING " LIVE("r", "$2");
 
 /* $1 id, $2 fence: the taker's token, drawn once it holds the row */
 static const char *const fence_sql =

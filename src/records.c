@@ -25,8 +25,6 @@ PG_FUNCTION_INFO_V1(storage_save);
 PG_FUNCTION_INFO_V1(storage_delete);
 PG_FUNCTION_INFO_V1(storage_touch);
 
-#define LIVE(r, now) "(" r ".expires_at IS NULL OR " r ".expires_at > " now ")"
-
 /*
  * $1 id, $2 data, $3 expires_at, $4 format, $5 now.  A live record already
  * at the largest version is left alone (no row returned) so that the caller
@@ -37,10 +35,10 @@ static const char *const save_upsert_sql =
 "INSERT INTO %1$s AS r (id, version, expires_at, format, data) "
 "VALUES ($1, 1, $3, $4, $2) "
 "ON CONFLICT (id) DO UPDATE SET "
-"  version = CASE WHEN " LIVE("r", "$5") " THEN r.version + 1 ELSE 1 END, "
+"  version = CASE WHEN " LIVE("r", "$5") " THEN r.version OPERATOR(pg_catalog.+) 1 ELSE 1 END, "
 "  expires_at = excluded.expires_at, format = excluded.format, "
 "  data = excluded.data "
-"WHERE NOT (" LIVE("r", "$5") " AND r.version = 9223372036854775807) "
+"WHERE NOT (" LIVE("r", "$5") " AND r.version OPERATOR(pg_catalog.=) 9223372036854775807) "
 "RETURNING version";
 
 /* same parameters; replaces only an expired record */
@@ -55,18 +53,18 @@ static const char *const save_create_sql =
 
 /* same parameters plus $6 expect_version */
 static const char *const save_update_sql =
-"UPDATE %1$s AS r SET version = r.version + 1, "
+"UPDATE %1$s AS r SET version = r.version OPERATOR(pg_catalog.+) 1, "
 "  expires_at = $3, format = $4, data = $2 "
-"WHERE r.id = $1 AND r.version = $6 AND " LIVE("r", "$5") " "
+"WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.version OPERATOR(pg_catalog.=) $6 AND " LIVE("r", "$5") " "
 "RETURNING r.version";
 
 /* $1 id, $2 now */
 static const char *const live_version_sql =
-"SELECT r.version FROM %1$s AS r WHERE r.id = $1 AND " LIVE("r", "$2");
+"SELECT r.version FROM %1$s AS r WHERE r.id OPERATOR(pg_catalog.=) $1 AND " LIVE("r", "$2");
 
 /* $1 id, $2 now */
 static const char *const delete_sql =
-"DELETE FROM %1$s AS r WHERE r.id = $1 RETURNING " LIVE("r", "$2");
+"DELETE FROM %1$s AS r WHERE r.id OPERATOR(pg_catalog.=) $1 RETURNING " LIVE("r", "$2");
 
 /*
  * Raises the error for a save that wrote nothing: the version conflict,
@@ -273,7 +271,8 @@ storage_delete(PG_FUNCTION_ARGS)
 /* $1 id, $2 expires_at, $3 now, $4 expect_version (< 1: any) */
 static const char *const touch_sql =
 "UPDATE %1$s AS r SET expires_at = $2 "
-"WHERE r.id = $1 AND " LIVE("r", "$3") " AND ($4 < 1 OR r.version = $4) "
+"WHERE r.id OPERATOR(pg_catalog.=) $1 AND " LIVE("r", "$3") " "
+"  AND ($4 OPERATOR(pg_catalog.<) 1 OR r.version OPERATOR(pg_catalog.=) $4) "
 "RETURNING 1";
 
 /*

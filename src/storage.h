@@ -86,6 +86,21 @@ typedef enum StoragePlanId
 	STORAGE_NUM_PLANS
 } StoragePlanId;
 
+/*
+ * The SQL texts of the SPI statements run with the caller's search_path,
+ * which may put any schema before pg_catalog.  So every operator, function
+ * and type name in them is schema-qualified (OPERATOR(pg_catalog.=),
+ * pg_catalog.count, ::pg_catalog.bytea) and the table is named with its
+ * schema: no object of another schema can be picked up (README "The expiry
+ * worker and search_path").  A multi-argument unnest() in FROM stays
+ * unqualified: the parser expands exactly that spelling into calls of
+ * pg_catalog.unnest(), and a qualified one would not be expanded.
+ *
+ * LIVE is the liveness rule of clock.c in SQL: row r is live at time now.
+ */
+#define LIVE(r, now) \
+	"(" r ".expires_at IS NULL OR " r ".expires_at OPERATOR(pg_catalog.>) " now ")"
+
 extern const char *storage_records_table(void);
 extern Oid	storage_records_relid(bool missing_ok);
 extern SPIPlanPtr storage_plan(StoragePlanId which, const char *query_fmt,

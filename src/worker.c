@@ -33,6 +33,17 @@
  * standby; after promotion it starts), never in binary-upgrade mode, and
  * the postmaster restarts it after a crash.
  *
+ * What the worker runs, and as whom, must not depend on anything a
+ * database owner or an ordinary role controls (README "The expiry worker
+ * and search_path").  It connects as the bootstrap superuser, and the
+ * connection applies the database's ALTER DATABASE ... SET values, so
+ * pin_settings() overrides every setting the purge depends on with a
+ * source those values cannot outrank, and each batch runs as the records
+ * table's owner inside a security-restricted operation, the way VACUUM,
+ * ANALYZE and autovacuum have run a table's code since the 2022 fixes
+ * (CVE-2022-1552): whatever code of the table's (a trigger) runs there
+ * runs with its owner's privileges, never with ours.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -42,6 +53,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -57,6 +69,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "storage.h"
@@ -313,15 +326,40 @@ extension_installed(void)
 	return installed;
 }
 
+/* The owner of the records table, or InvalidOid if it is gone. */
+static Oid
+table_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		return InvalidOid;
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
 /*
  * One batch in its own transaction; returns the rows deleted.  *round
  * carries the position in the purge index from batch to batch of a visit,
  * and what was skipped.
+ *
+ * The batch runs as the table's owner, in a security-restricted operation
+ * (no SET ROLE, no temporary objects or other session state left behind),
+ * and with a GUC nest level of its own so that a setting changed by code
+ * run in the batch is undone before the next: what vacuum_rel() does
+ * around a table's index functions.  The owner holds every privilege the
+ * purge needs (unless they revoked it from themselves, and then the purge
+ * fails as their own DELETE would); a trigger of theirs runs as them, as it
+ * would for their DELETE.
  */
 static uint64
 purge_one_batch(int batch_size, StoragePurgeRound *round)
 {
 	uint64		n = 0;
+	Oid			relid;
+	Oid			owner = InvalidOid;
 
 	StartTransactionCommand();
 	SPI_connect();
@@ -337,8 +375,23 @@ purge_one_batch(int batch_size, StoragePurgeRound *round)
 		elog(ERROR, "SET CONSTRAINTS failed");
 
 	round->more = false;
-	if (OidIsValid(storage_records_relid(true)))
+	relid = storage_records_relid(true);
+	if (OidIsValid(relid))
+		owner = table_owner(relid);
+	if (OidIsValid(owner))
+	{
+		Oid			save_userid;
+		int			save_sec_context;
+		int			save_nestlevel;
+
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(owner,
+							   save_sec_context | SECURITY_RESTRICTED_OPERATION);
+		save_nestlevel = NewGUCNestLevel();
 		n = storage_purge_batch(storage_now(), batch_size, round);
+		AtEOXact_GUC(false, save_nestlevel);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
 	else if (OidIsValid(get_extension_oid("storage", true)))
 	{
 		/*
@@ -492,6 +545,72 @@ note_failure(StorageDbStatus *st, ErrorData *edata)
 	storage_status_put(st);
 }
 
+/*
+ * Connecting to the database applied its ALTER DATABASE ... SET values (and
+ * those of ALTER ROLE ... IN DATABASE), which its owner chooses.  Every
+ * setting that could change what the purge runs, as whom, or whether it
+ * can run at all is set here again with PGC_S_OVERRIDE, which no database,
+ * role or SET outranks (autovacuum pins its settings the same way):
+ *
+ *	- search_path: pg_catalog first and pg_temp last (PostgreSQL's own
+ *	  safe path for maintenance, RestrictSearchPath() in PostgreSQL 17), so
+ *	  that no operator, function or type of any other schema is found.  The
+ *	  extension's SQL is schema-qualified as well; this covers whatever
+ *	  code of the table's owner runs during the purge (a trigger).
+ *	- role: 'none', so that the process identity between batches is the
+ *	  bootstrap superuser the worker was started as, not a role the
+ *	  database's owner chose; each batch then runs as the table's owner
+ *	  (purge_one_batch).
+ *	- default_transaction_isolation = read committed: the purge is built for
+ *	  it (SKIP LOCKED, the direct path's re-checks); REPEATABLE READ or
+ *	  SERIALIZABLE would send it to its statement and could make it fail
+ *	  on serialization conflicts.
+ *	- default_transaction_read_only = off: the worker must write; on, every
+ *	  visit would fail.
+ *	- session_replication_role = origin: the worker's deletes are local
+ *	  changes, so foreign keys referencing the table are enforced.
+ *	- row_security = on (the default): policies that apply to the table's
+ *	  owner (FORCE ROW LEVEL SECURITY) filter the purge as they filter the
+ *	  owner's own DELETE, instead of making it fail.
+ *	- statement_timeout, lock_timeout, idle_in_transaction_session_timeout
+ *	  = 0: a batch is bounded by storage.purge_batch_size; a database's
+ *	  timeouts would only make it fail (autovacuum does the same).
+ *	- synchronous_commit = off: a purge lost in a crash is simply done
+ *	  again (the rows are still expired), so its commits need not wait for
+ *	  the WAL flush.
+ *	- storage.direct_writes: the server's value (postgresql.conf, ALTER
+ *	  SYSTEM), read before connecting, so that only the superuser who
+ *	  configures the server chooses how the worker deletes.
+ *
+ * The other storage.* settings the purge reads (purge_batch_size,
+ * expiry_slot, test_now) are superuser-only, so a database's value of
+ * them was set by a superuser and is honoured.  Planner settings still
+ * apply to the purge's statement: they can make it slower, never make it
+ * run other code.
+ */
+static void
+pin_settings(bool server_direct_writes)
+{
+	static const char *const pinned[][2] = {
+		{"search_path", "pg_catalog, pg_temp"},
+		{"role", "none"},
+		{"default_transaction_isolation", "read committed"},
+		{"default_transaction_read_only", "off"},
+		{"session_replication_role", "origin"},
+		{"row_security", "on"},
+		{"statement_timeout", "0"},
+		{"lock_timeout", "0"},
+		{"idle_in_transaction_session_timeout", "0"},
+		{"synchronous_commit", "off"},
+	};
+	size_t		i;
+
+	for (i = 0; i < lengthof(pinned); i++)
+		SetConfigOption(pinned[i][0], pinned[i][1], PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("storage.direct_writes", server_direct_writes ? "on" : "off",
+					PGC_SUSET, PGC_S_OVERRIDE);
+}
+
 void
 storage_purge_worker_main(Datum main_arg)
 {
@@ -499,17 +618,15 @@ storage_purge_worker_main(Datum main_arg)
 	StorageDbStatus st;
 	MemoryContext cxt = CurrentMemoryContext;
 
+	/* not connected yet: still the server's value, see pin_settings() */
+	bool		server_direct_writes = storage_direct_writes;
+
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pin_settings(server_direct_writes);
 	pgstat_report_appname("storage expiry worker");
-
-	/*
-	 * A purge lost in a crash is simply done again (the rows are still
-	 * expired), so its commits need not wait for the WAL flush.
-	 */
-	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	if (!extension_installed())
 	{
