@@ -23,7 +23,7 @@ DATA = $(wildcard sql/storage--*.sql)
 # pg_regress: inputs in sql/, expected outputs in expected/
 REGRESS = core_save core_paths core_fetch_delete core_purge core_batch core_admin buckets locks_touch
 # tests of release 1.1, a line per topic
-REGRESS += # search_path safety and the expiry worker
+REGRESS += security_search_path # search_path safety and the expiry worker
 REGRESS += fast_paths # fast paths: what the statements enforce
 REGRESS += purge_skip # purge: skipped rows, back-off, status
 REGRESS += locks_fencing # locks with fencing tokens
