@@ -27,7 +27,7 @@ REGRESS += security_search_path # search_path safety and the expiry worker
 REGRESS += fast_paths # fast paths: what the statements enforce
 REGRESS += purge_skip # purge: skipped rows, back-off, status
 REGRESS += locks_fencing # locks with fencing tokens
-REGRESS += # input rules and the DROP EXTENSION guard
+REGRESS += input_rules drop_guard # input rules and the DROP EXTENSION guard
 REGRESS_OPTS = --inputdir=. --load-extension=storage
 
 # isolation: specs in test/specs/, expected outputs in test/expected/

@@ -280,3 +280,17 @@ REVOKE ALL ON FUNCTION
 FROM PUBLIC;
 
 -- ==== input rules and the DROP EXTENSION guard ====
+
+-- The guard also refuses DROP OWNED BY the extension's owner without
+-- CASCADE while live records exist: a role clean-up script would otherwise
+-- drop them silently.  The tags of an event trigger cannot be altered, so
+-- it is created again (and stays a member of the extension).
+DROP EVENT TRIGGER storage_drop_guard;
+CREATE EVENT TRIGGER storage_drop_guard
+    ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION', 'DROP OWNED')
+    EXECUTE FUNCTION @extschema@.storage_drop_guard();
+COMMENT ON EVENT TRIGGER storage_drop_guard IS
+    'refuses DROP EXTENSION storage, and DROP OWNED BY its owner, without CASCADE while live records exist';
+COMMENT ON FUNCTION @extschema@.storage_drop_guard() IS
+    'event trigger function: refuses DROP EXTENSION storage, and DROP OWNED BY its owner, without CASCADE while live records exist (by the real clock, wherever the records table was renamed)';

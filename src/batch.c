@@ -55,13 +55,6 @@ typedef struct ManyItem
 	int64		actual;
 } ManyItem;
 
-/* One input array, deconstructed; NULL array means "all elements NULL". */
-typedef struct ArgArray
-{
-	Datum	   *values;
-	bool	   *nulls;
-	int			n;
-} ArgArray;
 
 /* $1 ids, sorted */
 static const char *const many_lock_sql =
@@ -104,36 +97,8 @@ static const char *const many_delete_sql =
 "           RETURNING " LIVE("r", "$2") " AS live) "
 "SELECT pg_catalog.count(*) FROM d WHERE d.live";
 
-static ArgArray
-arg_array(FunctionCallInfo fcinfo, int argno, const char *name, bool required)
-{
-	ArgArray	a = {NULL, NULL, -1};
-	ArrayType  *arr;
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-
-	if (PG_ARGISNULL(argno))
-	{
-		if (required)
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("%s must not be null", name)));
-		return a;
-	}
-	arr = PG_GETARG_ARRAYTYPE_P(argno);
-	if (ARR_NDIM(arr) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be a one-dimensional array", name)));
-	get_typlenbyvalalign(ARR_ELEMTYPE(arr), &typlen, &typbyval, &typalign);
-	deconstruct_array(arr, ARR_ELEMTYPE(arr), typlen, typbyval, typalign,
-					  &a.values, &a.nulls, &a.n);
-	return a;
-}
-
 static void
-check_length(const ArgArray *a, const char *name, int nids)
+check_length(const StorageArrayArg *a, const char *name, int nids)
 {
 	if (a->n >= 0 && a->n != nids)
 		ereport(ERROR,
@@ -144,7 +109,7 @@ check_length(const ArgArray *a, const char *name, int nids)
 
 /* Validates every id of an id array; returns them as detoasted texts. */
 static text **
-checked_ids(const ArgArray *ids)
+checked_ids(const StorageArrayArg *ids)
 {
 	text	  **out = palloc(sizeof(text *) * Max(ids->n, 1));
 	int			i;
@@ -155,7 +120,7 @@ checked_ids(const ArgArray *ids)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("id must not be null"),
-					 errdetail("Element %d of ids is null.", i + 1)));
+					 errdetail("Element %d of ids is null.", ids->lbound + i)));
 		out[i] = DatumGetTextPP(ids->values[i]);
 		storage_check_id("id", VARDATA_ANY(out[i]), VARSIZE_ANY_EXHDR(out[i]));
 	}
@@ -192,13 +157,13 @@ kind_of(int64 expect)
 }
 
 static ArrayType *
-build_array(Datum *values, bool *nulls, int n, Oid elemtype)
+build_array(Datum *values, bool *nulls, int n, Oid elemtype, int lbound)
 {
 	int16		typlen;
 	bool		typbyval;
 	char		typalign;
 	int			dims[1] = {n};
-	int			lbs[1] = {1};
+	int			lbs[1] = {lbound};
 
 	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
 	return construct_md_array(values, nulls, 1, dims, lbs, elemtype,
@@ -248,12 +213,12 @@ save_kind(ManyItem *items, int n, SaveKind kind, TimestampTz now)
 	if (m == 0)
 		return;
 
-	values[0] = PointerGetDatum(build_array(cols[0], NULL, m, TEXTOID));
-	values[1] = PointerGetDatum(build_array(cols[1], colnulls[1], m, BYTEAOID));
-	values[2] = PointerGetDatum(build_array(cols[2], colnulls[2], m, TIMESTAMPTZOID));
-	values[3] = PointerGetDatum(build_array(cols[3], colnulls[3], m, TEXTOID));
+	values[0] = PointerGetDatum(build_array(cols[0], NULL, m, TEXTOID, 1));
+	values[1] = PointerGetDatum(build_array(cols[1], colnulls[1], m, BYTEAOID, 1));
+	values[2] = PointerGetDatum(build_array(cols[2], colnulls[2], m, TIMESTAMPTZOID, 1));
+	values[3] = PointerGetDatum(build_array(cols[3], colnulls[3], m, TEXTOID, 1));
 	values[4] = TimestampTzGetDatum(now);
-	values[5] = PointerGetDatum(build_array(cols[4], NULL, m, INT8OID));
+	values[5] = PointerGetDatum(build_array(cols[4], NULL, m, INT8OID, 1));
 
 	plan = storage_plan(plan_ids[kind], sql[kind],
 						kind == SAVE_UPDATE ? 6 : 5, argtypes);
@@ -294,13 +259,13 @@ report_first_failure(ManyItem *items, int n, TimestampTz now)
 }
 
 static ManyItem *
-collect_items(FunctionCallInfo fcinfo, int *nitems)
+collect_items(FunctionCallInfo fcinfo, int *nitems, int *lbound)
 {
-	ArgArray	ids = arg_array(fcinfo, 0, "ids", true);
-	ArgArray	datas = arg_array(fcinfo, 1, "datas", true);
-	ArgArray	expects = arg_array(fcinfo, 2, "expect_versions", false);
-	ArgArray	expires = arg_array(fcinfo, 3, "expires_ats", false);
-	ArgArray	formats = arg_array(fcinfo, 4, "formats", false);
+	StorageArrayArg ids = storage_array_arg(fcinfo, 0, "ids", true);
+	StorageArrayArg datas = storage_array_arg(fcinfo, 1, "datas", true);
+	StorageArrayArg expects = storage_array_arg(fcinfo, 2, "expect_versions", false);
+	StorageArrayArg expires = storage_array_arg(fcinfo, 3, "expires_ats", false);
+	StorageArrayArg formats = storage_array_arg(fcinfo, 4, "formats", false);
 	text	  **idtexts;
 	ManyItem   *items;
 	int			i;
@@ -327,14 +292,15 @@ collect_items(FunctionCallInfo fcinfo, int *nitems)
 				ereport(ERROR,
 						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						 errmsg("expect_version must not be null"),
-						 errdetail("Element %d of expect_versions is null.", i + 1)));
+						 errdetail("Element %d of expect_versions is null.",
+								   expects.lbound + i)));
 			it->expect = DatumGetInt64(expects.values[i]);
 			if (it->expect == PG_INT64_MAX)
 				ereport(ERROR,
 						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 						 errmsg("version would overflow bigint"),
 						 errdetail("Element %d of expect_versions is " INT64_FORMAT ".",
-								   i + 1, it->expect)));
+								   expects.lbound + i, it->expect)));
 		}
 		it->expires_null = expires.n < 0 || expires.nulls[i];
 		it->expires = it->expires_null ? (Datum) 0 : expires.values[i];
@@ -353,6 +319,7 @@ collect_items(FunctionCallInfo fcinfo, int *nitems)
 					 errhint("Each id may be saved once per call.")));
 	}
 	*nitems = ids.n;
+	*lbound = ids.lbound;
 	return items;
 }
 
@@ -367,7 +334,7 @@ lock_existing(ManyItem *items, int n)
 
 	for (i = 0; i < n; i++)
 		ids[i] = PointerGetDatum(items[i].id);
-	values[0] = PointerGetDatum(build_array(ids, NULL, n, TEXTOID));
+	values[0] = PointerGetDatum(build_array(ids, NULL, n, TEXTOID, 1));
 	ret = SPI_execute_plan(storage_plan(PLAN_MANY_LOCK, many_lock_sql, 1, argtypes),
 						   values, NULL, false, 0);
 	if (ret < 0)
@@ -422,13 +389,16 @@ save_many_direct(ManyItem *items, int n, TimestampTz now)
 
 /*
  * storage_save_many(ids, datas, expect_versions, expires_ats, formats)
- *		-> the new versions, aligned with ids
+ *		-> the new versions, aligned with ids: the result has the subscripts
+ *		of ids, whatever its lower bound.  The other arrays are paired with
+ *		ids by position, as unnest() pairs them.
  */
 Datum
 storage_save_many(PG_FUNCTION_ARGS)
 {
 	int			n;
-	ManyItem   *items = collect_items(fcinfo, &n);
+	int			lbound;
+	ManyItem   *items = collect_items(fcinfo, &n, &lbound);
 	TimestampTz now = storage_now();
 	Datum	   *versions;
 	int			i;
@@ -447,14 +417,14 @@ storage_save_many(PG_FUNCTION_ARGS)
 	versions = palloc(sizeof(Datum) * Max(n, 1));
 	for (i = 0; i < n; i++)
 		versions[items[i].pos] = Int64GetDatum(items[i].version);
-	PG_RETURN_ARRAYTYPE_P(build_array(versions, NULL, n, INT8OID));
+	PG_RETURN_ARRAYTYPE_P(build_array(versions, NULL, n, INT8OID, lbound));
 }
 
 /* storage_delete_many(ids) -> how many live records were deleted */
 Datum
 storage_delete_many(PG_FUNCTION_ARGS)
 {
-	ArgArray	ids = arg_array(fcinfo, 0, "ids", true);
+	StorageArrayArg ids = storage_array_arg(fcinfo, 0, "ids", true);
 	Oid			argtypes[2] = {TEXTARRAYOID, TIMESTAMPTZOID};
 	Datum		values[2];
 	bool		isnull;
@@ -501,7 +471,7 @@ storage_delete_many(PG_FUNCTION_ARGS)
 Datum
 storage_check_ids_sql(PG_FUNCTION_ARGS)
 {
-	ArgArray	ids = arg_array(fcinfo, 0, "ids", true);
+	StorageArrayArg ids = storage_array_arg(fcinfo, 0, "ids", true);
 
 	checked_ids(&ids);
 	PG_RETURN_DATUM(PG_GETARG_DATUM(0));

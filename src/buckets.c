@@ -88,18 +88,29 @@ static const char *const delete_range_sql =
 "           RETURNING " LIVE("r", "$3") " AS live) "
 "SELECT pg_catalog.count(*) FROM d WHERE d.live";
 
+/*
+ * Why name is not a valid bucket element or key, or NULL if it is.  The
+ * listings skip the ids whose names fail it, so what they show is exactly
+ * what the functions accept.
+ */
+static const char *
+name_problem(const char *name)
+{
+	if (name[0] == '\0')
+		return "It is empty.";
+	if (strchr(name, '/') != NULL)
+		return "It contains \"/\".";
+	if (name[0] == '.')
+		return "Names starting with \".\" are reserved.";
+	return NULL;
+}
+
 /* Raises 22023 unless name is a valid bucket element or key. */
 static void
 check_name(const char *what, const char *name)
 {
-	const char *why = NULL;
+	const char *why = name_problem(name);
 
-	if (name[0] == '\0')
-		why = "It is empty.";
-	else if (strchr(name, '/') != NULL)
-		why = "It contains \"/\".";
-	else if (name[0] == '.')
-		why = "Names starting with \".\" are reserved.";
 	if (why)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -122,31 +133,21 @@ name_arg(FunctionCallInfo fcinfo, int argno, const char *what)
 static char *
 bucket_prefix(FunctionCallInfo fcinfo, int argno, const char *what)
 {
-	ArrayType  *arr;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
+	StorageArrayArg arr = storage_array_arg(fcinfo, argno, what, true);
 	int			i;
 	StringInfoData buf;
 
-	storage_require_arg(fcinfo, argno, what);
-	arr = PG_GETARG_ARRAYTYPE_P(argno);
-	if (ARR_NDIM(arr) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be a one-dimensional array", what)));
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	initStringInfo(&buf);
-	for (i = 0; i < n; i++)
+	for (i = 0; i < arr.n; i++)
 	{
 		char	   *elem;
 
-		if (nulls[i])
+		if (arr.nulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("bucket element must not be null"),
-					 errdetail("Element %d of %s is null.", i + 1, what)));
-		elem = TextDatumGetCString(elems[i]);
+					 errdetail("Element %d of %s is null.", arr.lbound + i, what)));
+		elem = TextDatumGetCString(arr.values[i]);
 		check_name("bucket element", elem);
 		appendStringInfo(&buf, "%s/", elem);
 	}
@@ -162,27 +163,13 @@ joined_id(const char *prefix, const char *name)
 	return cstring_to_text(id);
 }
 
-/* NULL or zero: never; negative: error; else now + ttl */
+/* NULL or the zero interval: never; else now + ttl, which must be later */
 static bool
 ttl_expiry(FunctionCallInfo fcinfo, int argno, TimestampTz now, TimestampTz *out)
 {
-	Interval   *ttl;
-	Interval	zero = {0};
-
 	if (PG_ARGISNULL(argno))
 		return false;
-	ttl = PG_GETARG_INTERVAL_P(argno);
-	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(ttl),
-										  IntervalPGetDatum(&zero))) < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("ttl must not be negative")));
-	if (ttl->time == 0 && ttl->day == 0 && ttl->month == 0)
-		return false;
-	*out = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-												   TimestampTzGetDatum(now),
-												   IntervalPGetDatum(ttl)));
-	return true;
+	return storage_ttl_expiry(PG_GETARG_INTERVAL_P(argno), now, true, out);
 }
 
 /* Runs create_sql or upsert_sql for one value; returns rows affected. */
@@ -291,7 +278,12 @@ prefix_end(const char *prefix)
  * once, after which the scan restarts at prefix || "s0" ("0" follows "/"),
  * so the records inside it are never read.  (Through SPI the planner, not
  * knowing how wide a range is, chose a bitmap scan that read the whole
- * rest of the bucket.)  Names starting with "." are reserved and skipped.
+ * rest of the bucket.)  Names that are not valid keys or bucket elements
+ * are skipped: reserved ones (starting with ".") and the empty name of ids
+ * such as "b/" or "b//c", which storage_save() accepts but no bucket
+ * function could address.  They still lie below the bucket's prefix, so
+ * they make it non-empty to its parent's listing and
+ * storage_delete_bucket() removes them with it.
  *
  * Where the direct read would skip what a SELECT enforces (row-level
  * security, inheritance children, an auditing module: see
@@ -435,7 +427,7 @@ walk_next(BucketWalk *w, bool *is_key)
 				CStringGetTextDatum(psprintf("%s%s0", w->prefix, name));
 			walk_restart(w);
 		}
-		if (name[0] != '.')
+		if (name_problem(name) == NULL)
 			return name;
 	}
 	return NULL;
@@ -649,39 +641,33 @@ storage_upsert_items(PG_FUNCTION_ARGS)
 	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
 	TimestampTz now = storage_now();
 	TimestampTz expires;
-	Datum	   *keys;
-	Datum	   *vals;
-	bool	   *knulls;
-	bool	   *vnulls;
+	StorageArrayArg keys;
+	StorageArrayArg vals;
 	Datum	   *ids;
 	char	  **sorted;
 	int			nk;
-	int			nv;
 	int			i;
 	int			dims[1];
 	int			lbs[1] = {1};
 
-	storage_require_arg(fcinfo, 1, "keys");
-	storage_require_arg(fcinfo, 2, "vals");
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT,
-					  &keys, &knulls, &nk);
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), BYTEAOID, -1, false, TYPALIGN_INT,
-					  &vals, &vnulls, &nv);
-	if (nk != nv)
+	keys = storage_array_arg(fcinfo, 1, "keys", true);
+	vals = storage_array_arg(fcinfo, 2, "vals", true);
+	nk = keys.n;
+	if (keys.n != vals.n)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("arrays must have the same length"),
-				 errdetail("keys has %d elements, vals has %d.", nk, nv)));
+				 errdetail("keys has %d elements, vals has %d.", keys.n, vals.n)));
 	ids = palloc(sizeof(Datum) * Max(nk, 1));
 	sorted = palloc(sizeof(char *) * Max(nk, 1));
 	for (i = 0; i < nk; i++)
 	{
-		if (knulls[i])
+		if (keys.nulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("key must not be null"),
-					 errdetail("Element %d of keys is null.", i + 1)));
-		sorted[i] = TextDatumGetCString(keys[i]);
+					 errdetail("Element %d of keys is null.", keys.lbound + i)));
+		sorted[i] = TextDatumGetCString(keys.values[i]);
 		check_name("key", sorted[i]);
 		ids[i] = PointerGetDatum(joined_id(prefix, sorted[i]));
 	}
@@ -693,18 +679,18 @@ storage_upsert_items(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("key \"%s\" appears more than once", sorted[i])));
 	}
+	if (ttl_expiry(fcinfo, 3, now, &expires))
+		values[2] = TimestampTzGetDatum(expires);
+	else
+		nulls[2] = 'n';
 	if (nk == 0)
 		PG_RETURN_VOID();
 
 	dims[0] = nk;
 	values[0] = PointerGetDatum(construct_md_array(ids, NULL, 1, dims, lbs, TEXTOID,
 												   -1, false, TYPALIGN_INT));
-	values[1] = PointerGetDatum(construct_md_array(vals, vnulls, 1, dims, lbs, BYTEAOID,
+	values[1] = PointerGetDatum(construct_md_array(vals.values, vals.nulls, 1, dims, lbs, BYTEAOID,
 												   -1, false, TYPALIGN_INT));
-	if (ttl_expiry(fcinfo, 3, now, &expires))
-		values[2] = TimestampTzGetDatum(expires);
-	else
-		nulls[2] = 'n';
 	values[3] = TimestampTzGetDatum(now);
 	SPI_connect();
 	if (SPI_execute_plan(storage_plan(PLAN_BUCKET_UPSERT_ITEMS, upsert_items_sql, 4, argtypes),

@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "common/int.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -81,15 +82,25 @@ storage_slot_end(TimestampTz ts)
 {
 	int64		width = (int64) storage_expiry_slot_width * USECS_PER_SEC;
 	int64		rem;
+	TimestampTz end;
 
 	if (width <= 0 || TIMESTAMP_NOT_FINITE(ts))
 		return ts;
 	rem = ts % width;
 	if (rem < 0)
 		rem += width;
-	if (rem == 0 || ts > PG_INT64_MAX - width)
+	if (rem == 0)
 		return ts;
-	return ts - rem + width;
+
+	/*
+	 * Near the end of the timestamptz range the slot may end past the last
+	 * valid timestamp: clamp to it.  It is still at or after expires_at, so
+	 * the record is purged once it has expired, and the column holds a value
+	 * that can be output, dumped and compared.
+	 */
+	if (pg_add_s64_overflow(ts - rem, width, &end) || end >= END_TIMESTAMP)
+		return END_TIMESTAMP - 1;
+	return end;
 }
 
 /*
@@ -119,4 +130,39 @@ storage_expiry_slot(PG_FUNCTION_ARGS)
 	if (!storage_expiry_slot_of(PG_ARGISNULL(0), PG_GETARG_DATUM(0), &slot))
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(slot);
+}
+
+/*
+ * The expiry time that a ttl gives at "now", for the bucket values and the
+ * locks alike.  An interval can mix signs ('1 day -24 hours', '1 mon -29
+ * days'), and what it amounts to depends on the calendar at the moment it
+ * is applied: so it is judged as a whole, by where now + ttl lands, never
+ * field by field nor by interval_cmp's 30-day months.  A ttl that lands at
+ * or before now would write a value or lock that is expired from the
+ * start: 22023.
+ *
+ * The zero interval (every field zero) is the one exception, because the
+ * bucket API documents ttl 0 as "no expiry": with zero_means_never it
+ * returns false, otherwise it is refused like any other ttl that does not
+ * reach into the future.
+ */
+bool
+storage_ttl_expiry(const Interval *ttl, TimestampTz now, bool zero_means_never,
+				   TimestampTz *expires)
+{
+	if (ttl->month == 0 && ttl->day == 0 && ttl->time == 0 && zero_means_never)
+		return false;
+	*expires = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													   TimestampTzGetDatum(now),
+													   IntervalPGetDatum((Interval *) ttl)));
+	if (*expires <= now)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ttl must be positive"),
+				 errdetail("Added to the current time %s, the ttl ends at %s, which is not later.",
+						   pstrdup(timestamptz_to_str(now)),
+						   pstrdup(timestamptz_to_str(*expires))),
+				 zero_means_never ?
+				 errhint("A ttl of NULL or 0 means no expiry.") : 0));
+	return true;
 }

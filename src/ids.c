@@ -1,15 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * ids.c
- *	  Validation of record ids and required arguments, shared by every
- *	  function that takes an id so that the rules and messages are the same
- *	  everywhere.
+ *	  Validation of record ids, required arguments and array arguments,
+ *	  shared by every function that takes them so that the rules and
+ *	  messages are the same everywhere.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 
 #include "storage.h"
 
@@ -22,6 +24,42 @@ storage_require_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", argname)));
+}
+
+/*
+ * Every array argument of the extension is a list: one dimension (an empty
+ * array has none), 22023 otherwise, rather than silently flattening a
+ * matrix.  The lower bound is kept so that results and messages can use
+ * the caller's subscripts.  A NULL array is 22004 when required, else n
+ * is -1.
+ */
+StorageArrayArg
+storage_array_arg(FunctionCallInfo fcinfo, int argno, const char *name,
+				  bool required)
+{
+	StorageArrayArg a = {NULL, NULL, -1, 1};
+	ArrayType  *arr;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	if (PG_ARGISNULL(argno))
+	{
+		if (required)
+			storage_require_arg(fcinfo, argno, name);
+		return a;
+	}
+	arr = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a one-dimensional array", name)));
+	if (ARR_NDIM(arr) == 1)
+		a.lbound = ARR_LBOUND(arr)[0];
+	get_typlenbyvalalign(ARR_ELEMTYPE(arr), &typlen, &typbyval, &typalign);
+	deconstruct_array(arr, ARR_ELEMTYPE(arr), typlen, typbyval, typalign,
+					  &a.values, &a.nulls, &a.n);
+	return a;
 }
 
 /*

@@ -293,27 +293,6 @@ wait_for_release(ConditionVariable *cv, TimestampTz now, TimestampTz holder_unti
 	CHECK_FOR_INTERRUPTS();
 }
 
-static void
-check_ttl(Interval *ttl)
-{
-	Interval	zero = {0};
-
-	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(ttl),
-										  IntervalPGetDatum(&zero))) <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("ttl must be positive")));
-}
-
-/* When a lease of ttl taken or renewed now ends. */
-static TimestampTz
-lease_end(TimestampTz now, Interval *ttl)
-{
-	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-												   TimestampTzGetDatum(now),
-												   IntervalPGetDatum(ttl)));
-}
-
 /*
  * storage_acquire_lock(token, ttl): waits until the lock is free, then
  * takes it for ttl and returns its fencing token.  Not reentrant: a token
@@ -332,16 +311,17 @@ storage_acquire_lock(PG_FUNCTION_ARGS)
 	long		backoff_ms = 1;
 	bool		look = false;
 	int64		fence = 0;
+	TimestampTz expires;
 
 	storage_require_arg(fcinfo, 1, "ttl");
 	ttl = PG_GETARG_INTERVAL_P(1);
-	check_ttl(ttl);
+	/* refuse a ttl that would not reach past now before waiting for anyone */
+	(void) storage_ttl_expiry(ttl, storage_now(), false, &expires);
 
 	for (;;)
 	{
 		TimestampTz now;
 		TimestampTz holder_until;
-		TimestampTz expires;
 
 		CHECK_FOR_INTERRUPTS();
 
@@ -366,7 +346,7 @@ storage_acquire_lock(PG_FUNCTION_ARGS)
 			wait_for_release(cv, now, holder_until, &backoff_ms);
 			continue;
 		}
-		expires = lease_end(now, ttl);
+		(void) storage_ttl_expiry(ttl, now, false, &expires);
 		if (try_take(id, expires, now, &fence))
 			break;
 		look = true;			/* held, or someone else was quicker */
@@ -525,11 +505,12 @@ storage_extend_lock(PG_FUNCTION_ARGS)
 	int64		fence = fence_arg(fcinfo, 1);
 	Interval   *ttl;
 	TimestampTz now;
+	TimestampTz expires;
 
 	storage_require_arg(fcinfo, 2, "ttl");
 	ttl = PG_GETARG_INTERVAL_P(2);
-	check_ttl(ttl);
 	now = storage_now();
+	(void) storage_ttl_expiry(ttl, now, false, &expires);
 	PG_RETURN_BOOL(on_held_lock(PLAN_LOCK_EXTEND, extend_sql, id, fence, now,
-								true, TimestampTzGetDatum(lease_end(now, ttl))));
+								true, TimestampTzGetDatum(expires)));
 }

@@ -40,6 +40,8 @@ extern TimestampTz storage_now(void);
 extern TimestampTz storage_slot_end(TimestampTz ts);
 extern bool storage_expiry_slot_of(bool expires_null, Datum expires,
 								   Datum *slot);
+extern bool storage_ttl_expiry(const Interval *ttl, TimestampTz now,
+							   bool zero_means_never, TimestampTz *expires);
 
 /* ids.c */
 extern Datum storage_prefix_end(PG_FUNCTION_ARGS);
@@ -47,6 +49,18 @@ extern text *storage_id_arg(FunctionCallInfo fcinfo, int argno);
 extern void storage_check_id(const char *what, const char *id, int len);
 extern void storage_require_arg(FunctionCallInfo fcinfo, int argno,
 								const char *argname);
+
+/* An array argument, deconstructed; n = -1 for a NULL array. */
+typedef struct StorageArrayArg
+{
+	Datum	   *values;
+	bool	   *nulls;
+	int			n;
+	int			lbound;			/* subscript of values[0] */
+} StorageArrayArg;
+
+extern StorageArrayArg storage_array_arg(FunctionCallInfo fcinfo, int argno,
+										 const char *name, bool required);
 
 /*
  * relation.c: where the records table is, and a cache of saved SPI plans
@@ -63,7 +77,6 @@ typedef enum StoragePlanId
 	PLAN_PURGE_BATCH,
 	PLAN_PURGE_CANDIDATES,
 	PLAN_PURGE_TIDS,
-	PLAN_COUNT_LIVE,
 	PLAN_TOUCH,
 	PLAN_MANY_LOCK,
 	PLAN_MANY_UPSERT,
