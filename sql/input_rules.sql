@@ -15,7 +15,7 @@ DELETE FROM storage_records;   -- each file starts from an empty store
 SET storage.test_now = '2030-03-01 12:00:00+00';
 SELECT storage_upsert_val('{t}', 'mon', 'x', '1 mon -29 days');
 SELECT expires_at FROM storage_fetch('t/mon');
-SELECT storage_acquire_lock('mon', '1 mon -29 days');
+SELECT storage_acquire_lock('mon', '1 mon -29 days') > 0 AS taken;
 SELECT expires_at FROM storage_fetch('.locks/mon');
 SELECT storage_release_lock('mon');
 SET storage.test_now = '2030-01-31 12:00:00+00';
@@ -33,7 +33,7 @@ SELECT storage_acquire_lock('day', '1 day -24 hours');                 -- 22023
 SELECT count(*) FROM storage_records WHERE id IN ('t/day', '.locks/day');
 -- '-1 day 25 hours' is one hour
 SELECT storage_upsert_val('{t}', 'hour', 'x', '-1 day 25 hours');
-SELECT storage_acquire_lock('hour', '-1 day 25 hours');
+SELECT storage_acquire_lock('hour', '-1 day 25 hours') > 0 AS taken;
 SELECT id, expires_at FROM storage_records WHERE id IN ('t/hour', '.locks/hour') ORDER BY id;
 SELECT storage_release_lock('hour');
 -- NULL and the zero interval mean no expiry for values; a lock needs a
