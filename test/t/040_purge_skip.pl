@@ -50,7 +50,10 @@ sub log_count
 # ---- undeletable rows: a foreign key, a trigger that raises
 create_db('db1');
 my $offset = -s $node->logfile;
+# one transaction: the worker (every 100 ms) must not purge the rows before
+# the foreign keys and the trigger that keep them exist
 $node->safe_psql('db1', q{
+	BEGIN;
 	SELECT storage_save('ref:' || i, 'x', -1, now() - interval '2 hours')
 	  FROM generate_series(1, 150) AS i;
 	CREATE TABLE refs (id text REFERENCES storage_records (id));
@@ -74,6 +77,7 @@ $node->safe_psql('db1', q{
 	  FROM generate_series(1, 2000) AS i;
 	SELECT count(storage_save('live:' || i, 'x', -1, now() + interval '1 hour'))
 	  FROM generate_series(1, 10) AS i;
+	COMMIT;
 });
 ok($node->poll_query_until('db1',
 	q{SELECT count(*) = 0 FROM storage_records WHERE id LIKE 'dead:%'}),
