@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # bench/run.sh: the benchmark harness.  Run as root on Debian 12; like the
 # test command it installs what it needs, builds, starts a throwaway
-# cluster as the unprivileged user, and cleans up.  Prints Markdown tables
-# (the README's Performance section carries them).
+# cluster as the unprivileged user, and cleans up.  Writes bench/RESULTS.md
+# (RESULTS names another file): a header saying where, when and how it was
+# measured, then the Markdown tables of every section, also shown on stdout.
 #
 # Every comparison runs its variants interleaved (A B C A B C ...) and
 # reports medians and ratios, because the machine is shared and noisy.
 #
 # Knobs (environment): RUN_SECONDS (3), REPS (3), CLIENTS (4),
 # RECORDS (1000000), CHURN_SECONDS (600), BATCH_WARMUP (4), SECTIONS (all:
-# "fetch save sync batch expiry churn memory client proxy").
+# "fetch save sync batch expiry churn memory client proxy"), RESULTS.
+#
+# Adding a section: define section_NAME in a file sourced below (as
+# client_section.sh and proxy_section.sh do) and add NAME to SECTIONS.
+# What a section prints on stdout is appended to the results file; its
+# progress goes to stderr (log).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/client_section.sh"
@@ -22,6 +28,7 @@ RECORDS=${RECORDS:-1000000}
 CHURN_SECONDS=${CHURN_SECONDS:-600}
 BATCH_WARMUP=${BATCH_WARMUP:-4}
 SECTIONS=${SECTIONS:-"fetch save sync batch expiry churn memory client proxy"}
+RESULTS=${RESULTS:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/RESULTS.md}
 # 200 bytes of payload, as a bytea literal
 PAYLOAD="\\x$(printf '%0400d' 0 | tr 0 a)"
 
@@ -141,7 +148,7 @@ section_batch() {
 	# little free space and the rest move to new pages (not HOT, an index
 	# entry each), since versions written by the same transaction cannot be
 	# pruned.  Within a few passes the pages settle with room for a batch
-	# (HOT 26% -> 99%, see the README); the ramp is printed.
+	# (HOT 26% -> 99%, see docs/design.md); the ramp is printed.
 	local ramp=""
 	log "batch: $BATCH_WARMUP warm-up runs of save_many_100"
 	for ((k = 1; k <= BATCH_WARMUP; k++)); do
@@ -446,22 +453,42 @@ main() {
 	prepare_copy
 	build_install
 	setup_cluster
-	echo "### Benchmark results"
-	echo
-	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(as_user psql -X -At -d bench -c 'SELECT version()' | cut -d, -f1)," \
-		"$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB;" \
-		"$RECORDS records of ~200 bytes; pgbench -M prepared, $CLIENTS clients," \
-		"${RUN_SECONDS}s runs, $REPS interleaved repetitions, medians."
+	results_header | tee "$RESULTS"
 	local s
 	for s in $SECTIONS; do
 		if declare -F "section_$s" >/dev/null; then
-			"section_$s"
+			"section_$s" | tee -a "$RESULTS"
 		else
 			log "section $s not available"
 		fi
 	done
-	echo
-	log "done in $(($(date +%s) - BENCH_START))s"
+	printf '\nThe whole run took %s s.\n' "$(($(date +%s) - BENCH_START))" | tee -a "$RESULTS"
+	log "done; results in $RESULTS"
+}
+
+# The head of the results file: where, when and how the figures were made.
+results_header() {
+	cat <<EOF
+# Benchmark results
+
+Written by \`bench/run.sh\` (how to run it: [CONTRIBUTING.md](../CONTRIBUTING.md#benchmarks));
+measurements made by hand are in [MEASUREMENTS.md](MEASUREMENTS.md).
+
+- Measured: $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB
+- Server: $(sql -c 'SELECT version()' | cut -d, -f1)
+- Settings: shared_buffers = 2GB, fsync on, synchronous_commit = off unless a table says
+  otherwise, max_wal_size = 16GB, checkpoint_timeout = 30min
+- Data: $RECORDS records of ~200 bytes in storage_records, and the same rows in raw_records
+  (a plain table with the same columns and indexes)
+- pgbench -M prepared, $CLIENTS clients, $RUN_SECONDS s runs, $REPS interleaved repetitions, medians
+- Sections, in this order: $SECTIONS
+
+Variants: \`*_raw\` is the hand-written SQL statement on raw_records, \`*_storage\` the
+extension's function, \`*_plpgsql\` the same contract written in PL/pgSQL
+(\`bench/plpgsql_storage.sql\`), \`select1\` a bare \`SELECT 1\` (the round trip alone).
+Each table runs its variants interleaved (A B C A B C ...); the last column is the
+ratio to the first variant, and \`runs\` shows the spread.
+EOF
 }
 
 main "$@"
