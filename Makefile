@@ -16,7 +16,9 @@ OBJS = \
 	src/worker.o \
 	src/yield.o \
 	src/buckets.o \
-	src/locks.o
+	src/locks.o \
+	src/feed.o \
+	src/feed_sql.o
 
 DATA = $(wildcard sql/storage--*.sql)
 

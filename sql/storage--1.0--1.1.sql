@@ -294,3 +294,139 @@ COMMENT ON EVENT TRIGGER storage_drop_guard IS
     'refuses DROP EXTENSION storage, and DROP OWNED BY its owner, without CASCADE while live records exist';
 COMMENT ON FUNCTION @extschema@.storage_drop_guard() IS
     'event trigger function: refuses DROP EXTENSION storage, and DROP OWNED BY its owner, without CASCADE while live records exist (by the real clock, wherever the records table was renamed)';
+
+-- ==== change feed ====
+
+-- The watches: logical replication slots of the storage output plugin
+-- (the extension's library, see README "Change feed") made by
+-- storage_watch_create(), with the id prefix of their events and the role
+-- that created them.  Only the slots named here can be read through the
+-- SQL functions, and only by members of that role.  Marked for pg_dump;
+-- replication slots themselves are not dumped, so after a restore each
+-- watch has to be dropped and created again.
+CREATE TABLE @extschema@.storage_watches (
+    slot             name NOT NULL PRIMARY KEY,
+    prefix           text NOT NULL,
+    owner            regrole NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_consumed_at timestamptz
+);
+COMMENT ON TABLE @extschema@.storage_watches IS
+    'the change feed''s watches: replication slots made by storage_watch_create(), their id prefix and creator (internal; use storage_watch_status)';
+COMMENT ON COLUMN @extschema@.storage_watches.slot IS
+    'the logical replication slot, of the storage output plugin';
+COMMENT ON COLUMN @extschema@.storage_watches.prefix IS
+    'only records whose id starts with this are reported';
+COMMENT ON COLUMN @extschema@.storage_watches.owner IS
+    'the role that created the watch: only its members may read or drop it';
+COMMENT ON COLUMN @extschema@.storage_watches.created_at IS
+    'when the watch was created';
+COMMENT ON COLUMN @extschema@.storage_watches.last_consumed_at IS
+    'when storage_changes() last consumed the watch (NULL: never)';
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.storage_watches', '');
+REVOKE ALL ON @extschema@.storage_watches FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.storage_watch_create(slot name, prefix text DEFAULT '')
+RETURNS pg_lsn
+AS 'MODULE_PATHNAME', 'storage_watch_create'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_watch_create(name, text) IS
+    'creates a watch: a logical replication slot reporting the changes of records whose id starts with prefix from the returned position on; must run before the transaction writes anything; the slot retains WAL until consumed or dropped';
+
+CREATE FUNCTION @extschema@.storage_changes(slot name, max_events integer DEFAULT 1000)
+RETURNS TABLE(lsn pg_lsn, op text, id text, version bigint, expires_at timestamptz,
+              format text, data bytea, committed_at timestamptz)
+AS 'MODULE_PATHNAME', 'storage_changes'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_changes(name, integer) IS
+    'consumes the watch''s next changes (put, touch, delete, expire) in commit order; whole transactions, so possibly more than max_events to finish the last one';
+
+CREATE FUNCTION @extschema@.storage_changes_peek(slot name, max_events integer DEFAULT 1000)
+RETURNS TABLE(lsn pg_lsn, op text, id text, version bigint, expires_at timestamptz,
+              format text, data bytea, committed_at timestamptz)
+AS 'MODULE_PATHNAME', 'storage_changes_peek'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_changes_peek(name, integer) IS
+    'the changes storage_changes() would return, without consuming them';
+
+CREATE FUNCTION @extschema@.storage_watch_drop(slot name)
+RETURNS void
+AS 'MODULE_PATHNAME', 'storage_watch_drop'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_watch_drop(name) IS
+    'drops a watch and its replication slot, which then retains no more WAL';
+
+-- Called in the RETURNING clause of the statements that delete many
+-- records; it writes nothing but a WAL note for the output plugin, and
+-- only that caller's own deletes can be affected by it.
+CREATE FUNCTION @extschema@.storage_feed_deleted(id text, live boolean)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'storage_feed_deleted'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION @extschema@.storage_feed_deleted(text, boolean) IS
+    'returns live; when it is false, notes for the change feed that the row of id just deleted had expired (internal)';
+
+-- Lag in bytes from the WAL position (the replayed one on a standby);
+-- lag_seconds of an active watch is the consumer's flush lag, of an
+-- inactive one the time since it was last consumed (or, from PostgreSQL
+-- 17, since its consumer disconnected, if later).
+CREATE FUNCTION @extschema@.storage_watch_status(
+    OUT slot name,
+    OUT prefix text,
+    OUT owner regrole,
+    OUT active boolean,
+    OUT lag_bytes numeric,
+    OUT retained_bytes numeric,
+    OUT lag_seconds double precision,
+    OUT wal_status text,
+    OUT last_consumed_at timestamptz)
+RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH pos AS (
+        SELECT CASE WHEN pg_catalog.pg_is_in_recovery()
+                    THEN pg_catalog.pg_last_wal_replay_lsn()
+                    ELSE pg_catalog.pg_current_wal_lsn() END AS lsn
+    )
+    SELECT w.slot, w.prefix, w.owner, s.active,
+           pg_catalog.pg_wal_lsn_diff(pos.lsn, s.confirmed_flush_lsn),
+           pg_catalog.pg_wal_lsn_diff(pos.lsn, s.restart_lsn),
+           CASE WHEN s.active
+                THEN pg_catalog.date_part('epoch',
+                         COALESCE(r.flush_lag, '0'::pg_catalog.interval))
+                WHEN s.slot_name IS NOT NULL
+                THEN pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-)
+                         COALESCE(GREATEST(w.last_consumed_at,
+                                           (pg_catalog.to_jsonb(s) OPERATOR(pg_catalog.->>) 'inactive_since')::pg_catalog.timestamptz),
+                                  w.created_at))
+           END,
+           COALESCE(s.wal_status, 'missing'),
+           w.last_consumed_at
+      FROM @extschema@.storage_watches AS w
+      CROSS JOIN pos
+      LEFT JOIN pg_catalog.pg_replication_slots AS s
+             ON s.slot_name OPERATOR(pg_catalog.=) w.slot
+      LEFT JOIN pg_catalog.pg_stat_replication AS r
+             ON r.pid OPERATOR(pg_catalog.=) s.active_pid
+     ORDER BY w.slot
+$$;
+COMMENT ON FUNCTION @extschema@.storage_watch_status() IS
+    'each watch''s slot: active, lag in bytes and seconds, WAL retained, wal_status (missing: the slot is gone)';
+
+CREATE VIEW @extschema@.storage_watch_status AS
+    SELECT * FROM @extschema@.storage_watch_status();
+COMMENT ON VIEW @extschema@.storage_watch_status IS
+    'the change feed''s watches and their lag; WARNING: an abandoned watch retains WAL for ever (retained_bytes grows until the disk is full): drop it with storage_watch_drop()';
+
+REVOKE ALL ON FUNCTION
+    @extschema@.storage_watch_create(name, text),
+    @extschema@.storage_changes(name, integer),
+    @extschema@.storage_changes_peek(name, integer),
+    @extschema@.storage_watch_drop(name),
+    @extschema@.storage_watch_status()
+FROM PUBLIC;
+REVOKE ALL ON @extschema@.storage_watch_status FROM PUBLIC;
+-- monitoring roles may look at the watches' lag
+GRANT EXECUTE ON FUNCTION @extschema@.storage_watch_status() TO pg_monitor;
+GRANT SELECT ON @extschema@.storage_watch_status TO pg_monitor;

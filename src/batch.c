@@ -94,7 +94,7 @@ static const char *const many_update_sql =
 /* $1 ids, $2 now */
 static const char *const many_delete_sql =
 "WITH d AS (DELETE FROM %1$s AS r WHERE r.id OPERATOR(pg_catalog.=) ANY ($1) "
-"           RETURNING " LIVE("r", "$2") " AS live) "
+"           RETURNING %2$s.storage_feed_deleted(r.id, " LIVE("r", "$2") ") AS live) "
 "SELECT pg_catalog.count(*) FROM d WHERE d.live";
 
 static void

@@ -85,7 +85,7 @@ static const char *const upsert_items_sql =
 static const char *const delete_range_sql =
 "WITH d AS (DELETE FROM %1$s AS r "
 "           WHERE r.id OPERATOR(pg_catalog.>=) $1 AND r.id OPERATOR(pg_catalog.<) $2 "
-"           RETURNING " LIVE("r", "$3") " AS live) "
+"           RETURNING %2$s.storage_feed_deleted(r.id, " LIVE("r", "$3") ") AS live) "
 "SELECT pg_catalog.count(*) FROM d WHERE d.live";
 
 /*

@@ -82,4 +82,18 @@
 #define pgstat_get_local_beentry_by_index(idx) pgstat_fetch_stat_local_beentry(idx)
 #endif
 
+/*
+ * 17: the decoded tuples of a change are plain HeapTuples (they were
+ * wrapped in a ReorderBufferTupleBuf), and LogLogicalMessage() can flush.
+ */
+#if PG_VERSION_NUM >= 170000
+#define storage_change_tuple(t)		(t)
+#define storage_log_logical_message(prefix, msg, size) \
+	LogLogicalMessage((prefix), (msg), (size), true, false)
+#else
+#define storage_change_tuple(t)		(&(t)->tuple)
+#define storage_log_logical_message(prefix, msg, size) \
+	LogLogicalMessage((prefix), (msg), (size), true)
+#endif
+
 #endif							/* STORAGE_COMPAT_H */

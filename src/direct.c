@@ -905,6 +905,8 @@ storage_writer_delete(StorageWriter *w, text *id, TimestampTz now)
 			continue;
 		if (res != TM_Ok)
 			elog(ERROR, "unexpected table_tuple_delete status: %u", res);
+		if (!live)
+			storage_feed_expired(id);
 		CommandCounterIncrement();
 		return live;
 	}
@@ -965,6 +967,7 @@ touch_one(StorageWriter *w, text *id, bool expires_null, Datum expires,
 		a.expires_null = expires_null;
 		if (update_found(w, &a, version))
 		{
+			storage_feed_touched(id);
 			CommandCounterIncrement();
 			return true;
 		}
@@ -1077,7 +1080,11 @@ storage_writer_purge(StorageWriter *w, TimestampTz now, int batch_size,
 												   COL_PURGE_AFTER + 1, &isnull));
 		if (table_tuple_delete(w->rel, &tid, cid, snapshot, InvalidSnapshot,
 							   false, &tmfd, false) == TM_Ok)
+		{
+			storage_feed_expired(DatumGetTextPP(slot_getattr(w->found, COL_ID + 1,
+															 &isnull)));
 			n++;
+		}
 	}
 
 	ExecClearTuple(w->found);

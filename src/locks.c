@@ -462,6 +462,8 @@ on_held_lock(StoragePlanId which, const char *sql, text *id, int64 fence,
 		elog(ERROR, "could not change lock \"%s\": %s",
 			 text_to_cstring(id) + strlen(LOCKS_PREFIX), SPI_result_code_string(ret));
 	found = SPI_processed > 0;
+	if (found && which == PLAN_LOCK_EXTEND)
+		storage_feed_touched(id);
 	SPI_finish();
 	return found;
 }

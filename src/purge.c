@@ -152,7 +152,11 @@ execute_in_subxact(SPIPlanPtr plan, Datum *values, const char *nulls,
 	PG_TRY();
 	{
 		/* not only SPI_OK_DELETE: a DBA's rule may do something instead */
-		int			ret = SPI_execute_plan(plan, values, nulls, false, 0);
+		int			ret;
+
+		storage_feed_purging(true);
+		ret = SPI_execute_plan(plan, values, nulls, false, 0);
+		storage_feed_purging(false);
 
 		if (ret < 0)
 			elog(ERROR, "could not purge expired records: %s",

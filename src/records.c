@@ -263,6 +263,8 @@ storage_delete(PG_FUNCTION_ARGS)
 
 		live = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, 1, &isnull));
+		if (!live)
+			storage_feed_expired(id);
 	}
 	SPI_finish();
 	PG_RETURN_BOOL(live);
@@ -317,6 +319,8 @@ storage_touch(PG_FUNCTION_ARGS)
 						 values, nulls, false, 0) < 0)
 		elog(ERROR, "could not touch record");
 	touched = SPI_processed > 0;
+	if (touched)
+		storage_feed_touched(id);
 	SPI_finish();
 	PG_RETURN_BOOL(touched);
 }

@@ -36,6 +36,7 @@
 
 static Oid	cached_relid = InvalidOid;
 static char *cached_table_name = NULL;
+static char *cached_schema_name = NULL;
 static SPIPlanPtr plans[STORAGE_NUM_PLANS];
 static bool cache_stale = true;
 static bool callback_registered = false;
@@ -109,6 +110,22 @@ extension_member_table(Oid extoid)
 	return relid;
 }
 
+/*
+ * The records table's OID by the current (or historic) snapshot, without
+ * the cache: InvalidOid if the extension or the table is missing.  For the
+ * change feed's output plugin, which sees the catalog as of each decoded
+ * transaction.
+ */
+Oid
+storage_find_records_table(void)
+{
+	Oid			extoid = get_extension_oid("storage", true);
+
+	if (!OidIsValid(extoid))
+		return InvalidOid;
+	return get_relname_relid(RECORDS_TABLE, extension_schema(extoid));
+}
+
 static bool
 rebuild_cache(bool missing_ok)
 {
@@ -126,6 +143,9 @@ rebuild_cache(bool missing_ok)
 	if (cached_table_name)
 		pfree(cached_table_name);
 	cached_table_name = NULL;
+	if (cached_schema_name)
+		pfree(cached_schema_name);
+	cached_schema_name = NULL;
 	cached_relid = InvalidOid;
 
 	extoid = get_extension_oid("storage", true);
@@ -161,6 +181,9 @@ rebuild_cache(bool missing_ok)
 		MemoryContextStrdup(TopMemoryContext,
 							quote_qualified_identifier(get_namespace_name(nspoid),
 													   RECORDS_TABLE));
+	cached_schema_name =
+		MemoryContextStrdup(TopMemoryContext,
+							quote_identifier(get_namespace_name(nspoid)));
 	cached_relid = relid;
 
 	if (!callback_registered)
@@ -191,8 +214,8 @@ storage_records_relid(bool missing_ok)
 
 /*
  * Returns the saved plan "which", preparing it on first use.  query_fmt has
- * every occurrence of the table written as %1$s.  Must be called inside
- * SPI_connect().
+ * every occurrence of the table written as %1$s, and of the extension's
+ * schema (for its functions) as %2$s.  Must be called inside SPI_connect().
  */
 SPIPlanPtr
 storage_plan(StoragePlanId which, const char *query_fmt, int nargs,
@@ -205,7 +228,7 @@ storage_plan(StoragePlanId which, const char *query_fmt, int nargs,
 	if (plans[which])
 		return plans[which];
 
-	query = psprintf(query_fmt, table);
+	query = psprintf(query_fmt, table, cached_schema_name);
 	plan = SPI_prepare(query, nargs, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s",

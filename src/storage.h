@@ -116,8 +116,18 @@ typedef enum StoragePlanId
 
 extern const char *storage_records_table(void);
 extern Oid	storage_records_relid(bool missing_ok);
+extern Oid	storage_find_records_table(void);
 extern SPIPlanPtr storage_plan(StoragePlanId which, const char *query_fmt,
 							   int nargs, Oid *argtypes);
+
+/*
+ * feed.c: the notes the change feed's output plugin reads, written right
+ * after deleting an expired record or touching one, and around a purge
+ * statement, which deletes only expired records.
+ */
+extern void storage_feed_expired(const text *id);
+extern void storage_feed_touched(const text *id);
+extern void storage_feed_purging(bool purging);
 
 /* records.c */
 pg_noreturn extern void storage_report_conflict(Datum id, int64 expect, TimestampTz now);

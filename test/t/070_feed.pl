@@ -1,0 +1,275 @@
+# The change feed: the storage output plugin's events (put, touch, delete,
+# expire and commit, FEED-FORMAT.md) through the SQL functions and
+# pg_logical_slot_get_binary_changes, on a wal_level=logical cluster.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('feed');
+$node->init(allows_streaming => 'logical');
+$node->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'storage'
+storage.purge_interval = '1h'
+});
+# since the security releases of 2026 (15.20, 17.8, 18.2, ...) only the
+# output plugins a DBA lists may be used
+$node->append_conf('postgresql.conf',
+	"output_plugin_libraries = 'pgoutput, test_decoding, storage'")
+  if `postgres --describe-config` =~ /^output_plugin_libraries\t/m;
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION storage');
+
+# The events of a slot as "op id version flags [format] [data]" lines
+# (data as its length and md5), decoded from the plugin's binary messages;
+# commit messages as "C nevents".  Checks that every event of a
+# transaction carries its commit's lsn and time.
+sub raw_events
+{
+	my ($slot, @opts) = @_;
+	my $opts = join('', map { ", '$_'" } @opts);
+	my $hex = $node->safe_psql('postgres',
+		"SELECT encode(data, 'hex') FROM pg_logical_slot_get_binary_changes('$slot', NULL, NULL$opts)");
+	my (@out, @txn);
+	for my $h (split /\n/, $hex)
+	{
+		my $b = pack('H*', $h);
+		my $op = substr($b, 0, 1);
+		if ($op eq 'C')
+		{
+			my ($lsn, $t, $n) = unpack('x Q> q> l>', $b);
+			for my $e (@txn)
+			{
+				die "event lsn/time differ from its commit's"
+				  unless $e->[0] == $lsn && $e->[1] == $t;
+			}
+			die "nevents $n, but " . scalar(@txn) . " events" unless $n == @txn;
+			@txn = ();
+			push @out, "C $n";
+			next;
+		}
+		my ($lsn, $t, $version, $expires, $flags, $idlen) = unpack('x Q> q> q> q> C l>', $b);
+		my $pos = 1 + 8 * 4 + 1 + 4;
+		my $id = substr($b, $pos, $idlen);
+		$pos += $idlen;
+		my $line = "$op $id $version $flags";
+		for my $bit (2, 4)
+		{
+			next unless $flags & $bit;
+			my $len = unpack('l>', substr($b, $pos, 4));
+			my $v = substr($b, $pos + 4, $len);
+			$pos += 4 + $len;
+			$line .= $bit == 2 ? " $v" : ($len > 64 ? " len=$len" : " $v");
+		}
+		die "trailing bytes in event $line" unless $pos == length($b);
+		push @txn, [ $lsn, $t ];
+		push @out, $line;
+	}
+	die "events after the last commit" if @txn;
+	return join("\n", @out);
+}
+
+# storage_changes as "op id version" lines
+sub changes
+{
+	my ($fn, $slot, $max) = @_;
+	$max //= 1000;
+	return $node->safe_psql('postgres',
+		"SELECT op || ' ' || id || coalesce(' ' || version, '') || coalesce(' ' || format, '')
+		   || coalesce(' ' || encode(data, 'escape'), '')
+		   FROM $fn('$slot', $max)");
+}
+
+$node->safe_psql('postgres', q{
+	SELECT pg_create_logical_replication_slot('raw', 'storage');
+	SELECT pg_create_logical_replication_slot('raw_a', 'storage');
+	SELECT pg_create_logical_replication_slot('raw_nv', 'storage');
+	SELECT storage_watch_create('w');
+	SELECT storage_watch_create('w_b', 'b');
+});
+
+# every kind of event, by the direct path and by the statements
+$node->safe_psql('postgres', q{
+	SELECT storage_save('a1', 'one', -1, NULL, 'txt');
+	SELECT storage_save('a1', 'two', 1, now() + interval '1 hour');
+	SELECT storage_touch('a1', now() + interval '2 hours');
+	SELECT storage_delete('a1');
+	SELECT storage_save('b1', 'x', -1, now() - interval '1 second');
+	SELECT storage_delete('b1');
+	SELECT storage_save('b2', 'y', -1, now() - interval '1 second');
+	SELECT storage_save('b2', 'z', -1);
+	SET storage.direct_writes = off;
+	SELECT storage_save('a2', 'one');
+	SELECT storage_touch('a2', now() + interval '2 hours');
+	SELECT storage_delete('a2');
+	SELECT storage_save('b3', 'x', -1, now() - interval '1 second');
+	SELECT storage_delete('b3');
+});
+is(raw_events('raw'), join("\n",
+	'P a1 1 6 txt one', 'C 1',
+	'P a1 2 5 two', 'C 1',
+	'T a1 2 9', 'C 1',
+	'D a1 0 8', 'C 1',
+	'P b1 1 5 x', 'C 1',
+	'E b1 0 8', 'C 1',
+	'P b2 1 5 y', 'C 1',
+	'E b2 0 8', 'P b2 1 4 z', 'C 2',
+	'P a2 1 4 one', 'C 1',
+	'T a2 1 9', 'C 1',
+	'D a2 0 8', 'C 1',
+	'P b3 1 5 x', 'C 1',
+	'E b3 0 8', 'C 1'),
+	'put, touch, delete, expire (delete of an expired record, save over one), by both paths');
+
+is(raw_events('raw_a', 'prefix', 'a'), join("\n",
+	'P a1 1 6 txt one', 'C 1', 'P a1 2 5 two', 'C 1', 'T a1 2 9', 'C 1', 'D a1 0 8', 'C 1',
+	'P a2 1 4 one', 'C 1', 'T a2 1 9', 'C 1', 'D a2 0 8', 'C 1'),
+	'the prefix option: only ids starting with it, no empty transactions');
+
+is(raw_events('raw_nv', 'values', 'false'), join("\n",
+	'P a1 1 8', 'C 1', 'P a1 2 9', 'C 1', 'T a1 2 9', 'C 1', 'D a1 0 8', 'C 1',
+	'P b1 1 9', 'C 1', 'E b1 0 8', 'C 1', 'P b2 1 9', 'C 1', 'E b2 0 8', 'P b2 1 8', 'C 2',
+	'P a2 1 8', 'C 1', 'T a2 1 9', 'C 1', 'D a2 0 8', 'C 1', 'P b3 1 9', 'C 1', 'E b3 0 8', 'C 1'),
+	'values=false: no format and data');
+
+is(changes('storage_changes_peek', 'w_b'), join("\n",
+	'put b1 1 x', 'expire b1', 'put b2 1 y', 'expire b2', 'put b2 1 z', 'put b3 1 x', 'expire b3'),
+	'storage_changes_peek with the watch\'s prefix');
+is(changes('storage_changes', 'w_b', 2), join("\n",
+	'put b1 1 x', 'expire b1'),
+	'storage_changes consumes up to max_events');
+is(changes('storage_changes', 'w_b', 2), join("\n",
+	'put b2 1 y', 'expire b2', 'put b2 1 z'),
+	'storage_changes finishes a transaction beyond max_events');
+is(changes('storage_changes', 'w_b'), join("\n", 'put b3 1 x', 'expire b3'),
+	'storage_changes goes on where it stopped');
+is(changes('storage_changes', 'w_b'), '', 'nothing left');
+
+# rollback emits nothing; a subtransaction rolled back neither
+$node->safe_psql('postgres', q{
+	SELECT storage_changes('w', 100000);
+	BEGIN; SELECT storage_save('r1', 'x'); ROLLBACK;
+	BEGIN; SELECT storage_save('r2', 'x'); SAVEPOINT s; SELECT storage_save('r3', 'x');
+	ROLLBACK TO s; SELECT storage_save('r4', 'x'); COMMIT;
+});
+is(changes('storage_changes', 'w'), "put r2 1 x\nput r4 1 x",
+	'rolled back transactions and subtransactions emit nothing');
+
+# a TOASTed 1 MB value arrives whole; a touch of it carries no value
+$node->safe_psql('postgres', q{
+	CREATE TABLE big AS SELECT decode(string_agg(md5(i::text || random()::text), ''), 'hex') AS v
+	  FROM generate_series(1, 65536) AS i;
+	SELECT storage_save('big', v, -1, NULL, 'bin') FROM big;
+	SELECT storage_touch('big', now() + interval '1 hour');
+	SET storage.direct_writes = off;
+	SELECT storage_touch('big', now() + interval '2 hours');
+	UPDATE storage_records SET expires_at = NULL, version = version + 1 WHERE id = 'big';
+});
+is($node->safe_psql('postgres', q{
+	SELECT c.op, c.version, c.format, length(c.data), c.data = b.v
+	  FROM storage_changes('w') AS c LEFT JOIN big AS b ON true}),
+	"put|1|bin|1048576|t\ntouch|1|||\ntouch|1|||\nput|2|||",
+	'a 1 MB TOASTed value arrives whole; touches and an SQL update that leaves it in TOAST carry none');
+
+# save_many and purge batches in commit order
+$node->safe_psql('postgres', q{
+	SELECT storage_save_many(ARRAY['m3', 'm1', 'm2'], ARRAY['3', '1', '2']::bytea[],
+	                         NULL, ARRAY[now() - interval '1 s', NULL, now() - interval '1 s']);
+	SELECT storage_save('m4', 'x', -1, now() - interval '1 s');
+	SELECT storage_purge_expired();
+	SELECT storage_save_many(ARRAY['m5', 'm6'], ARRAY['5', '6']::bytea[],
+	                         NULL, ARRAY[now() - interval '1 s', now() - interval '1 s']);
+	SET storage.direct_writes = off;
+	SELECT storage_purge_expired();
+	SELECT storage_save('m7', 'x', -1, now() - interval '1 s');
+	SELECT storage_delete_many(ARRAY['m7', 'm1']);
+});
+is(changes('storage_changes', 'w'), join("\n",
+	'put m1 1 1', 'put m2 1 2', 'put m3 1 3', 'put m4 1 x',
+	'expire m2', 'expire m3', 'expire m4',
+	'put m5 1 5', 'put m6 1 6', 'expire m5', 'expire m6',
+	'put m7 1 x', 'delete m1', 'expire m7'),
+	'save_many, the purge (direct and statement), delete_many in commit order');
+
+# buckets and locks
+$node->safe_psql('postgres', q{
+	SELECT storage_upsert_val('{bk}', 'k1', 'v', '1 second'::interval);
+	SELECT storage_upsert_val('{bk}', 'k2', 'v');
+	SELECT pg_sleep(1.1);
+	SELECT storage_delete_bucket('{}', 'bk');
+	SELECT storage_extend_lock('t', storage_acquire_lock('t', '1 hour'), '2 hours');
+});
+is(changes('storage_changes', 'w'), join("\n",
+	'put bk/k1 1 v', 'put bk/k2 1 v', 'expire bk/k1', 'delete bk/k2',
+	'put .locks/t 1 ', 'put .locks/t 2 ', 'touch .locks/t 2'),
+	'bucket deletes and lock extension');
+
+# privileges: a role granted the functions uses its own watches, and no
+# other slot
+$node->safe_psql('postgres', q{
+	CREATE ROLE app LOGIN;
+	CREATE ROLE other LOGIN;
+	GRANT EXECUTE ON FUNCTION storage_watch_create(name, text), storage_changes(name, integer),
+	      storage_changes_peek(name, integer), storage_watch_drop(name)
+	      TO app, other;
+	SELECT storage_changes('w', 100000);
+});
+my $app = sub {
+	my ($role, $sql) = @_;
+	my ($rc, $out, $err) = $node->psql('postgres', $sql,
+		extra_params => [ '-U', $role ]);
+	return $rc == 0 ? $out : $err;
+};
+is($app->('app', q{SELECT storage_watch_create('app_w', 'app/') IS NOT NULL}), 't',
+	'a role without REPLICATION creates a watch');
+$node->safe_psql('postgres', q{SELECT storage_save('app/1', 'x'); SELECT storage_save('zzz', 'x')});
+is($app->('app', q{SELECT op || ' ' || id FROM storage_changes_peek('app_w')}), 'put app/1',
+	'and peeks at it');
+is($app->('app', q{SELECT op || ' ' || id FROM storage_changes('app_w')}), 'put app/1',
+	'and consumes it');
+like($app->('app', q{SELECT * FROM storage_changes('w')}),
+	qr/ERROR:  permission denied for storage watch "w"/, 'but not a watch of another role');
+like($app->('other', q{SELECT * FROM storage_changes_peek('app_w')}),
+	qr/ERROR:  permission denied for storage watch "app_w"/, 'nor can another role read it');
+like($app->('other', q{SELECT storage_watch_drop('app_w')}),
+	qr/ERROR:  permission denied for storage watch "app_w"/, 'or drop it');
+like($app->('app', q{SELECT * FROM storage_changes('raw')}),
+	qr/ERROR:  storage watch "raw" does not exist/, 'a slot not made by storage_watch_create is not a watch');
+like($app->('app', q{SELECT * FROM pg_logical_slot_peek_binary_changes('raw', NULL, NULL)}),
+	qr/ERROR:  (permission denied|must be superuser or replication role)/, 'and cannot be read directly');
+like($app->('app', q{SELECT * FROM storage_watch_status}),
+	qr/ERROR:  permission denied/, 'the status view is for monitoring roles');
+$node->safe_psql('postgres', q{
+	SELECT pg_drop_replication_slot('app_w');
+	SELECT pg_create_logical_replication_slot('app_w', 'test_decoding');
+});
+like($app->('app', q{SELECT * FROM storage_changes('app_w')}),
+	qr/ERROR:  replication slot "app_w" is not a storage watch of this database/,
+	'a slot of another plugin under a watch\'s name is refused');
+$node->safe_psql('postgres', q{SELECT pg_drop_replication_slot('app_w')});
+like($app->('app', q{SELECT * FROM storage_changes('app_w')}),
+	qr/ERROR:  replication slot "app_w" of storage watch "app_w" does not exist/,
+	'a watch whose slot is gone says so');
+$app->('app', q{SELECT storage_watch_drop('app_w')});
+is($node->safe_psql('postgres', q{SELECT count(*) FROM storage_watches WHERE slot = 'app_w'}), '0',
+	'storage_watch_drop forgets a watch whose slot is gone');
+
+# the lag view: an abandoned watch retains WAL, a consumed one does not
+$node->safe_psql('postgres', q{
+	CREATE ROLE mon LOGIN IN ROLE pg_monitor;
+	SELECT storage_changes('w', 100000);
+	SELECT count(storage_save('lag' || i, 'x')) FROM generate_series(1, 1000) AS i;
+	SELECT storage_changes('w', 100000);
+});
+is($app->('mon', q{
+	SELECT slot, prefix, owner, active, lag_bytes < 100000, retained_bytes > 0,
+	       lag_seconds >= 0, wal_status, last_consumed_at IS NOT NULL
+	  FROM storage_watch_status}),
+	"w||postgres|f|t|t|t|reserved|t\nw_b|b|postgres|f|f|t|t|reserved|t",
+	'storage_watch_status: lag and WAL retained per watch, for pg_monitor');
+is($node->safe_psql('postgres', q{SELECT FROM storage_watch_drop('w_b');
+	SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'w_b'}), '0',
+	'storage_watch_drop drops the slot');
+
+done_testing();
