@@ -12,14 +12,16 @@
 # RECORDS (1000000), CHURN_SECONDS (600), BATCH_WARMUP (4), SECTIONS (all:
 # "fetch save sync batch expiry churn memory client proxy"), RESULTS.
 #
-# Adding a section: define section_NAME in a file sourced below (as
-# client_section.sh and proxy_section.sh do) and add NAME to SECTIONS.
-# What a section prints on stdout is appended to the results file; its
-# progress goes to stderr (log).
+# Adding a section: define section_NAME in a file bench/NAME_section.sh
+# (every such file is sourced below, as client_section.sh and
+# proxy_section.sh are) and add NAME to the default SECTIONS.  What a
+# section prints on stdout is appended to the results file; its progress
+# goes to stderr (log).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
-source "$(dirname "${BASH_SOURCE[0]}")/client_section.sh"
-source "$(dirname "${BASH_SOURCE[0]}")/proxy_section.sh"
+for section_file in "$(dirname "${BASH_SOURCE[0]}")"/*_section.sh; do
+	source "$section_file"
+done
 
 RUN_SECONDS=${RUN_SECONDS:-3}
 REPS=${REPS:-3}
