@@ -20,27 +20,26 @@ OBJS = \
 	src/feed.o \
 	src/feed_sql.o
 
+# sql/ holds the install scripts and nothing else: what is installed is
+# what is there.
 DATA = $(wildcard sql/storage--*.sql)
 
-# pg_regress: inputs in sql/, expected outputs in expected/
-REGRESS = core_save core_paths core_fetch_delete core_purge core_batch core_admin buckets locks_touch
-# tests of release 1.1, a line per topic
-REGRESS += security_search_path # search_path safety and the expiry worker
-REGRESS += fast_paths # fast paths: what the statements enforce
-REGRESS += purge_skip # purge: skipped rows, back-off, status
-REGRESS += locks_fencing # locks with fencing tokens
-REGRESS += input_rules drop_guard # input rules and the DROP EXTENSION guard
-REGRESS_OPTS = --inputdir=. --load-extension=storage
-
-# isolation: specs in test/specs/, expected outputs in test/expected/
-ISOLATION = save_races save_delete save_purge batch_races bucket_cas bucket_create lock_handoff
-# tests of release 1.1, a line per topic
-ISOLATION += # search_path safety and the expiry worker
-ISOLATION += # fast paths: what the statements enforce
-ISOLATION += purge_skip # purge: skipped rows, back-off, status
-ISOLATION += lock_fencing # locks with fencing tokens
-ISOLATION += # input rules and the DROP EXTENSION guard
-ISOLATION_OPTS = --inputdir=test --load-extension=storage
+# The tests are their files: adding one never edits this Makefile.
+#   test/regress/sql/NAME.sql       -> test/regress/expected/NAME.out  (pg_regress)
+#   test/isolation/specs/NAME.spec  -> test/isolation/expected/NAME.out (isolation)
+#   test/t/NNN_NAME.pl              (TAP: make prove_installcheck)
+# Each suite runs its tests in alphabetical order in one database, where
+# --load-extension created the extension.  No test depends on that order:
+# each starts from an empty store (and, where it shows fencing tokens, from
+# the first token) and drops what it creates; they pass alone and in any
+# order.  The suites have their own directories because a name may be in
+# both (purge_skip).
+REGRESS = $(sort $(patsubst $(srcdir)/test/regress/sql/%.sql,%,\
+	$(wildcard $(srcdir)/test/regress/sql/*.sql)))
+REGRESS_OPTS = --inputdir=$(srcdir)/test/regress --load-extension=storage
+ISOLATION = $(sort $(patsubst $(srcdir)/test/isolation/specs/%.spec,%,\
+	$(wildcard $(srcdir)/test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation --load-extension=storage
 
 PG_CONFIG ?= pg_config
 
@@ -56,6 +55,38 @@ include $(PGXS)
 
 # PGXS tracks no header dependencies: every object depends on the shared headers.
 $(OBJS): src/storage.h src/compat.h
+
+# make installcheck: pg_regress, then isolation (PGXS), against the running
+# server that libpq's environment names (PGHOST, PGPORT, PGUSER: a
+# superuser), where the extension is installed but not preloaded: the
+# expected outputs are those of a server without the expiry worker
+# (storage not in shared_preload_libraries).  Outputs: results/,
+# regression.diffs, output_iso/.
+#
+# make prove_installcheck: the TAP scripts (test/t), which start their own
+# servers from the installed $(bindir): storage and storage_proxy must be
+# installed there, and pg_cron, pgaudit and PL/Proxy unless
+# STORAGE_TEST_SKIP_MODULES='<reason>' skips the scripts that use them;
+# Perl needs IPC::Run (Debian: libipc-run-perl) and PostgreSQL's TAP modules
+# (Debian: postgresql-server-dev-NN).  PGXS's prove_installcheck recipe
+# (Makefile.global) sets what PostgreSQL's TAP modules need on the version
+# at hand (PG_REGRESS, the modules' -I, PATH; TESTDIR on 15, TESTDATADIR
+# and TESTLOGDIR on 17+); it is only not a target, and looks for the
+# scripts in t/.  Logs go to tmp_check/log/.  PROVE_TESTS= runs some
+# scripts only, PROVE_FLAGS= adds prove options (--verbose).
+PROVE_TESTS ?= test/t/*.pl
+prove_installcheck:
+	$(prove_installcheck)
+.PHONY: prove_installcheck
+
+# make check-client: the client library's suite (test/client/run.sh; no
+# install needed).  Its postgresql backend runs when STORAGE_TEST_PG_URI
+# names a database where CREATE EXTENSION storage was done (its records
+# are wiped), its dynamodb backend when dynalite is installed
+# (test/client/install-dynalite.sh).
+check-client:
+	sh $(srcdir)/test/client/run.sh
+.PHONY: check-client
 
 # The client library (src/client, see its Makefile) is built and installed
 # with the extension.  Its install goes to /usr/local unless PREFIX= or

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/lib.sh: shared by test/run-all.sh, test/demo.sh and bench/run.sh.
+# test/lib.sh: shared by test/run-all.sh, examples/demo.sh and bench/run.sh.
 # Installs what the project needs (Debian, as root), makes a private copy
 # of the project that the unprivileged PostgreSQL user can read and write,
 # builds and installs the extension, and starts/stops throwaway clusters.

@@ -4,6 +4,11 @@
 # Debian: it installs what it needs, then builds and runs everything as
 # the unprivileged user $RUN_USER in a private temporary copy.
 #
+# The suites are the Makefile's targets (make installcheck,
+# prove_installcheck, check-client) and the scripts of test/pooler and
+# examples/; this script only prepares the copy and the servers they run
+# against, and counts what they report.
+#
 #   bash test/run-all.sh            one PostgreSQL: PG_MAJOR (default 15, the
 #                                   host's) or the server of PG_CONFIG
 #   bash test/run-all.sh --matrix   every supported version, the
@@ -45,32 +50,23 @@ count_regress() {			# count_regress SUITE LOGFILE EXITCODE
 	cat "$WORK/src/regression.diffs" "$WORK/src/output_iso/regression.diffs" 2>/dev/null | head -200
 }
 
-run_regress() {
-	local log="$WORK/regress.log" rc
-	as_user make -C "$WORK/src" PG_CONFIG="$PG_CONFIG" installcheck ISOLATION= >"$log" 2>&1
-	rc=$?
-	cat "$log" | grep -E '^(ok|not ok|test| [a-z_]+ +\.\.\.)' || true
-	count_regress pg_regress "$log" "$rc"
-}
-
-run_isolation() {
-	local log="$WORK/isolation.log" rc
-	as_user make -C "$WORK/src" PG_CONFIG="$PG_CONFIG" installcheck REGRESS= >"$log" 2>&1
+# make installcheck runs pg_regress, then isolation; each suite is run on
+# its own (the other one emptied) so that one's failure does not hide the
+# other's count.
+run_installcheck() {		# run_installcheck SUITE VARIABLE_TO_EMPTY
+	local log="$WORK/$1.log" rc
+	as_user make -s -C "$WORK/src" PG_CONFIG="$PG_CONFIG" installcheck "$2=" >"$log" 2>&1
 	rc=$?
 	grep -E '^(ok|not ok|test| [a-z_]+ +\.\.\.)' "$log" || true
-	count_regress isolation "$log" "$rc"
+	count_regress "$1" "$log" "$rc"
 }
 
-# TAP: one assertion is one test; a script that dies counts one failure.
+# TAP (make prove_installcheck): one assertion is one test; a script that
+# dies counts one failure.
 run_tap() {
 	local log="$WORK/tap.log" tests failed dubious
-	# TESTDATADIR/TESTLOGDIR (17+) name what 15 derives from TESTDIR: the
-	# logs end up in the same place on every version
-	(cd "$WORK/src" && as_user env TESTDIR="$WORK/src/test" \
-		TESTDATADIR="$WORK/src/test/tmp_check" TESTLOGDIR="$WORK/src/test/tmp_check/log" \
-		PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
-		STORAGE_TEST_WORK="$WORK" STORAGE_TEST_SKIP_MODULES="${STORAGE_TEST_SKIP_MODULES:-}" \
-		prove -I "$PGXS_DIR/src/test/perl" -I test/t test/t/*.pl) >"$log" 2>&1
+	as_user env STORAGE_TEST_SKIP_MODULES="${STORAGE_TEST_SKIP_MODULES:-}" \
+		make -s -C "$WORK/src" PG_CONFIG="$PG_CONFIG" prove_installcheck >"$log" 2>&1
 	cat "$log"
 	tests=$(grep -oE 'Tests=[0-9]+' "$log" | grep -oE '[0-9]+' | tail -1)
 	failed=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' "$log" | awk '{split($2,a,"/"); s+=a[1]} END {print s+0}')
@@ -82,20 +78,21 @@ run_tap() {
 	for t in $(awk '/^test\/t\/.*\.pl/ && !/ ok$/ {print $1}' "$log" | sort -u); do
 		t=$(basename "$t" .pl)
 		echo "---- tail of regress_log_$t"
-		tail -n 60 "$WORK/src/test/tmp_check/log/regress_log_$t" 2>/dev/null
+		tail -n 60 "$WORK/src/tmp_check/log/regress_log_$t" 2>/dev/null
 	done
 	record TAP $((tests - failed < 0 ? 0 : tests - failed)) "$failed"
 }
 
+# make check-client, with its postgresql backend on a database of the
+# running cluster.
 run_client() {
 	local log="$WORK/client.log" line p f
-	[ -f "$WORK/src/test/client/run.sh" ] || return 0
 	as_user psql -X -q -d postgres -c "CREATE DATABASE client_test" &&
 		as_user psql -X -q -d client_test -c "CREATE EXTENSION storage" ||
 		{ record client 0 1; return; }
-	(cd "$WORK/src" && as_user env HOME="$WORK" TMPDIR="$WORK" \
+	as_user env HOME="$WORK" TMPDIR="$WORK" \
 		STORAGE_TEST_PG_URI="host=$PGHOST port=$PGPORT user=postgres dbname=client_test" \
-		bash test/client/run.sh) >"$log" 2>&1
+		make -s -C "$WORK/src" PG_CONFIG="$PG_CONFIG" check-client >"$log" 2>&1
 	cat "$log"
 	line=$(grep -E '^client: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -1)
 	if [ -z "$line" ]; then
@@ -111,7 +108,7 @@ run_client() {
 # run to the end and show what the README says it shows.
 run_demo() {
 	local log="$WORK/demo.log"
-	if bash "$WORK/src/test/demo.sh" --installed >"$log" 2>&1 &&
+	if bash "$WORK/src/examples/demo.sh" --installed >"$log" 2>&1 &&
 		grep -q 'SQLSTATE.*SV001\|SV001' "$log" &&
 		grep -A2 'visible_after_expiry' "$log" | grep -qE '^ +0$' &&
 		grep -A2 ' purged' "$log" | grep -qE '^ +1$'; then
@@ -149,8 +146,8 @@ main() {
 	build_install
 	# the suites, one line each (run_script NAME SCRIPT for a suite script)
 	start_cluster regress
-	echo "== pg_regress";	run_regress
-	echo "== isolation";	run_isolation
+	echo "== pg_regress";	run_installcheck pg_regress ISOLATION
+	echo "== isolation";	run_installcheck isolation REGRESS
 	echo "== client library"; run_client
 	stop_cluster regress
 	echo "== pooler";		run_script pooler test/pooler/run.sh

@@ -6,8 +6,10 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use File::Basename;
+use File::Spec;
 
-my $readme = ($ENV{TESTDIR} // 'test') . '/../README.md';
+my $readme = File::Spec->rel2abs(dirname(__FILE__) . '/../../README.md');
 open(my $fh, '<', $readme) or die "cannot open $readme: $!";
 my @lines = <$fh>;
 close($fh);

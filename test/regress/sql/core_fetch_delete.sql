@@ -67,3 +67,4 @@ SELECT count(*) > 0 AS uses_pkey_range
 SELECT count(*) AS seq_scans
   FROM plan_of($$SELECT id FROM storage_list('p/')$$) AS l
  WHERE l ~ 'Seq Scan';
+DROP FUNCTION plan_of(text);

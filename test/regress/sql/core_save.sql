@@ -97,6 +97,7 @@ SELECT q, sqlstate_of(q) FROM (VALUES
   ('SELECT storage_save(''max'', ''x'')'),
   ('SELECT storage_save(''s1'', ''x'', 0)')
 ) AS t(q);
+DROP FUNCTION sqlstate_of(text);
 
 -- a failed save inside a transaction leaves earlier work of that
 -- transaction intact only up to the error, like any statement

@@ -114,7 +114,7 @@ SELECT storage_delete_bucket('{}', NULL);
 SELECT storage_delete_bucket('{}', '.locks');
 
 -- the error codes, as an application sees them
-CREATE OR REPLACE FUNCTION sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+CREATE FUNCTION sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
   EXECUTE q;
   RETURN 'ok';
@@ -130,6 +130,7 @@ SELECT q, sqlstate_of(q) FROM (VALUES
   ('SELECT storage_get_val(''{z}'', NULL)'),
   ('SELECT storage_upsert_val(''{z}'', ''k'', ''x'', ''-1 day'')')
 ) AS t(q);
+DROP FUNCTION sqlstate_of(text);
 
 -- get_keys skips from one sub-bucket to the next through the index: with
 -- 20 sub-buckets of 500 records each it reads about one index entry per

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# test/demo.sh: the README's first command.  Installs what it needs, builds
-# and installs the extension, starts a throwaway cluster in a temporary
-# directory, shows save / fetch / version conflict / expiry in psql, then
-# stops the cluster and removes everything it created.
+# examples/demo.sh: the README's first command.  Installs what it needs,
+# builds and installs the extension, starts a throwaway cluster in a
+# temporary directory, shows save / fetch / version conflict / expiry in
+# psql, then stops the cluster and removes everything it created.
 #
 # --installed: the extension is installed already (test/run-all.sh runs the
 # demo as one of its suites, after its own build); PG_MAJOR and PG_CONFIG as
 # in test/lib.sh.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
 
 need_root
 install_deps

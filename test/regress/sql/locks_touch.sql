@@ -3,6 +3,7 @@
 --
 SET timezone = 'UTC';
 DELETE FROM storage_records;   -- each file starts from an empty store
+ALTER SEQUENCE storage_lock_fences RESTART;   -- and from the first fencing token
 SET storage.test_now = '2030-01-01 12:00:00+00';
 
 -- a lock is the record .locks/<token>
