@@ -205,6 +205,126 @@ is(changes('storage_changes', 'w'), join("\n",
 	'put .locks/t 1 ', 'put .locks/t 2 ', 'touch .locks/t 2'),
 	'bucket deletes and lock extension');
 
+# the expiry worker's purge
+$node->safe_psql('postgres', q{
+	SELECT storage_changes('w', 100000);
+	SELECT storage_save('wk' || i, 'x', -1, now() - interval '1 s') FROM generate_series(1, 3) AS i;
+	ALTER SYSTEM SET storage.purge_interval = '100ms';
+	SELECT pg_reload_conf();
+});
+$node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM storage_records WHERE id LIKE 'wk%'})
+  or die 'the worker did not purge';
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET storage.purge_interval; SELECT pg_reload_conf()});
+is(changes('storage_changes', 'w'), "put wk1 1 x\nput wk2 1 x\nput wk3 1 x\nexpire wk1\nexpire wk2\nexpire wk3",
+	'the expiry worker\'s purge shows as expire events');
+
+# A position after every commit so far: a WAL record after them first, as
+# a commit may end exactly at a page boundary, before the page header that
+# pg_current_wal_lsn() would count.
+sub end_position
+{
+	$node->safe_psql('postgres', q{SELECT pg_logical_emit_message(false, 'test', 'end')});
+	return $node->safe_psql('postgres', q{SELECT pg_current_wal_lsn()});
+}
+
+# pg_recvlogical: the same events through a replication connection
+sub recvlogical
+{
+	my ($slot, $endpos, @opts) = @_;
+	my $file = $node->basedir . "/$slot.bin";
+	$node->command_ok([ 'pg_recvlogical', '-d', $node->connstr('postgres'), '-S', $slot,
+		'--start', '--no-loop', '-E', $endpos, '-f', $file, map { ('-o', $_) } @opts ],
+		"pg_recvlogical from $slot");
+	my $b = slurp_file($file);
+	my @out;
+	my $pos = 0;
+	# each message is followed by a newline
+	while ($pos < length($b))
+	{
+		my $op = substr($b, $pos, 1);
+		if ($op eq 'C')
+		{
+			push @out, 'C ' . unpack('l>', substr($b, $pos + 17, 4));
+			$pos += 22;
+			next;
+		}
+		my ($flags, $idlen) = unpack('C l>', substr($b, $pos + 33, 5));
+		my $line = "$op " . substr($b, $pos + 38, $idlen);
+		$pos += 38 + $idlen;
+		for my $bit (2, 4)
+		{
+			next unless $flags & $bit;
+			my $len = unpack('l>', substr($b, $pos, 4));
+			$line .= ' ' . ($len > 64 ? "len=$len" : substr($b, $pos + 4, $len));
+			$pos += 4 + $len;
+		}
+		die "no newline after $line" unless substr($b, $pos, 1) eq "\n";
+		$pos++;
+		push @out, $line;
+	}
+	return join("\n", @out);
+}
+$node->safe_psql('postgres', q{SELECT pg_create_logical_replication_slot('recv', 'storage')});
+$node->safe_psql('postgres', q{
+	SELECT storage_save('q1', 'x', -1, NULL, 'f');
+	SELECT storage_touch('q1', now() + interval '1 hour');
+	SELECT storage_save('zz', 'x');
+	SELECT storage_save('q2', 'y', -1, now() - interval '1 s');
+	SELECT storage_purge_expired();
+	SELECT storage_delete('q1');
+	SELECT storage_save('big2', v) FROM big;
+});
+my $endpos = end_position();
+is(recvlogical('recv', $endpos, 'prefix=q'), join("\n",
+	'P q1 f x', 'C 1', 'T q1', 'C 1', 'P q2 y', 'C 1', 'E q2', 'C 1', 'D q1', 'C 1'),
+	'pg_recvlogical with a prefix: every kind of event, each transaction with its commit');
+$node->safe_psql('postgres', q{SELECT pg_drop_replication_slot('recv')});
+
+# Large transactions: a save_many of 10,000 records and a purge batch of
+# 10,000, decoded with logical_decoding_work_mem at its minimum: PostgreSQL
+# spills them to disk, and every event arrives, in commit order.
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM SET logical_decoding_work_mem = '64kB';
+	SELECT pg_reload_conf();
+	SELECT storage_watch_create('wmem', 'mem/');
+	SELECT pg_create_logical_replication_slot('recvmem', 'storage');
+});
+$node->safe_psql('postgres', q{
+	SELECT storage_save_many(array_agg('mem/' || lpad(i::text, 5, '0')), array_agg('v'::bytea),
+	                         NULL, array_agg(now() - interval '1 s'))
+	  FROM generate_series(1, 10000) AS i;
+	SET storage.purge_batch_size = 10000;
+	SELECT storage_purge_expired();
+});
+$endpos = end_position();
+my $big_txn = q{
+	WITH c AS (SELECT row_number() OVER () AS n, * FROM storage_changes('wmem', 1))
+	SELECT op, count(*), count(DISTINCT id), count(DISTINCT lsn),
+	       bool_and(id = 'mem/' || lpad(n::text, 5, '0'))
+	  FROM c GROUP BY op};
+is($node->safe_psql('postgres', $big_txn), 'put|10000|10000|1|t',
+	'storage_changes(max_events => 1): the save_many of 10,000 records whole, in id order');
+is($node->safe_psql('postgres', $big_txn), 'expire|10000|10000|1|t',
+	'then the purge batch of 10,000 whole');
+my $recv = recvlogical('recvmem', $endpos, 'values=false');
+my @lines = split /\n/, $recv;
+is(scalar(@lines), 20002, 'pg_recvlogical: 20,000 events and 2 commits');
+is($lines[10000] . ',' . $lines[20001], 'C 10000,C 10000', 'each transaction whole');
+$node->poll_query_until('postgres', q{
+	SELECT count(*) = 2 FROM pg_stat_replication_slots
+	 WHERE slot_name IN ('wmem', 'recvmem') AND spill_txns > 0})
+  or diag('pg_stat_replication_slots: ' . $node->safe_psql('postgres', 'SELECT * FROM pg_stat_replication_slots'));
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM pg_stat_replication_slots
+	 WHERE slot_name IN ('wmem', 'recvmem') AND spill_txns > 0 AND spill_bytes > 0}), '2',
+	'both were spilled to disk (logical_decoding_work_mem = 64kB), not held in memory');
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM RESET logical_decoding_work_mem;
+	SELECT pg_reload_conf();
+	SELECT storage_watch_drop('wmem');
+	SELECT pg_drop_replication_slot('recvmem');
+});
+
 # privileges: a role granted the functions uses its own watches, and no
 # other slot
 $node->safe_psql('postgres', q{
