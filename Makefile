@@ -53,6 +53,16 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter $(WERROR)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# A test anywhere but test/regress/ and test/isolation/ (or an install
+# script not named storage--*.sql) would silently never run or never be
+# installed: refuse to build.
+MISPLACED = $(filter-out $(wildcard $(srcdir)/sql/storage--*.sql),\
+	$(wildcard $(srcdir)/sql/*.sql)) $(wildcard $(srcdir)/expected/*.out \
+	$(srcdir)/test/specs/*.spec $(srcdir)/test/expected/*.out)
+ifneq ($(strip $(MISPLACED)),)
+$(error misplaced test files (pg_regress: test/regress/sql, isolation: test/isolation/specs, see CONTRIBUTING.md): $(MISPLACED))
+endif
+
 # PGXS tracks no header dependencies: every object depends on the shared headers.
 $(OBJS): src/storage.h src/compat.h
 
