@@ -54,7 +54,7 @@
 
 #include <libpq-fe.h>
 
-#include "storage_backend.h"
+#include "backend_pg.h"
 
 /* type OIDs (pg_type.h is a server header) */
 #define BOOLOID			16
@@ -354,6 +354,46 @@ ensure_ready(storage_client *h, pg_state *ps, int stmt)
 }
 
 /*
+ * The error of a failed statement whose connection is still up: its
+ * status mapped from the SQLSTATE, the server's message (res is cleared).
+ */
+static storage_status
+result_error(storage_client *h, pg_state *ps, int stmt, PGresult *res)
+{
+	const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *primary;
+	const char *detail;
+	storage_status st;
+
+	if (sqlstate == NULL)
+	{
+		char		buf[512];
+
+		PQclear(res);
+		return storage_error(h, STORAGE_BACKEND_ERROR, "%s failed: %s",
+							 stmts[stmt].name,
+							 conn_message(ps->conn, buf, sizeof(buf)));
+	}
+	if (!ps->unnamed && strcmp(sqlstate, "26000") == 0)
+	{
+		PQclear(res);
+		return storage_error(h, STORAGE_BACKEND_ERROR,
+							 "prepared statement \"%s\" does not exist on this server connection (SQLSTATE 26000): "
+							 POOLER_HINT,
+							 stmts[stmt].name);
+	}
+	primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	st = storage_error(h, map_sqlstate(sqlstate), "%s%s%s (SQLSTATE %s)",
+					   primary ? primary : "error",
+					   detail ? ": " : "", detail ? detail : "",
+					   sqlstate);
+	storage_error_detail(sqlstate, sqlstate_retryable(sqlstate));
+	PQclear(res);
+	return st;
+}
+
+/*
  * Run a statement: the prepared one, or with prepare=off the same SQL as
  * one unnamed statement (parsed, bound and executed in one transaction, so
  * nothing is left for the next user of a pooled server connection).  On
@@ -371,7 +411,6 @@ run(storage_client *h, pg_state *ps, int stmt, const char *const *values,
 	{
 		storage_status st = ensure_ready(h, ps, stmt);
 		PGresult   *res;
-		const char *sqlstate;
 
 		if (st != STORAGE_OK)
 			return st;
@@ -404,37 +443,7 @@ run(storage_client *h, pg_state *ps, int stmt, const char *const *values,
 				storage_error_outcome(STORAGE_OUTCOME_UNKNOWN);
 			return STORAGE_BACKEND_ERROR;
 		}
-		sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-		if (sqlstate == NULL)
-		{
-			char		buf[512];
-
-			PQclear(res);
-			return storage_error(h, STORAGE_BACKEND_ERROR, "%s failed: %s",
-								 stmts[stmt].name,
-								 conn_message(ps->conn, buf, sizeof(buf)));
-		}
-		else if (!ps->unnamed && strcmp(sqlstate, "26000") == 0)
-		{
-			PQclear(res);
-			return storage_error(h, STORAGE_BACKEND_ERROR,
-								 "prepared statement \"%s\" does not exist on this server connection (SQLSTATE 26000): "
-								 POOLER_HINT,
-								 stmts[stmt].name);
-		}
-		else
-		{
-			const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-			const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
-
-			st = storage_error(h, map_sqlstate(sqlstate), "%s%s%s (SQLSTATE %s)",
-							   primary ? primary : "error",
-							   detail ? ": " : "", detail ? detail : "",
-							   sqlstate);
-			storage_error_detail(sqlstate, sqlstate_retryable(sqlstate));
-			PQclear(res);
-			return st;
-		}
+		return result_error(h, ps, stmt, res);
 	}
 }
 
@@ -751,16 +760,59 @@ pg_close(void *state)
 	free(ps);
 }
 
-static storage_status
-pg_fetch(storage_client *h, void *state, const char *id, storage_record *out)
+/*
+ * The single-record calls in two halves, parameters and result, shared by
+ * the calls here and the pipeline (pipeline_pg.c).
+ */
+static void
+id_call(storage_pg_call *c, int stmt, const char *id)
 {
-	const char *values[1] = {id};
-	int			lengths[1] = {(int) strlen(id)};
-	PGresult   *res;
-	storage_status st;
+	c->stmt = stmt;
+	c->values[0] = id;
+	c->lengths[0] = (int) strlen(id);
+}
 
-	if ((st = run(h, state, STMT_FETCH, values, lengths, true, &res)) != STORAGE_OK)
-		return st;
+static storage_status
+save_call(storage_client *h, storage_pg_call *c, const storage_record *rec,
+		  int64_t expect)
+{
+	int64_t		pg_expires;
+
+	if (rec->data_len > (size_t) INT32_MAX)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "data longer than %d bytes", INT32_MAX);
+	c->stmt = STMT_SAVE;
+	c->values[0] = rec->id;
+	c->lengths[0] = (int) strlen(rec->id);
+	/* NULL data stays NULL; empty data must not look NULL to libpq */
+	c->values[1] = rec->data ? (const char *) rec->data : NULL;
+	c->lengths[1] = (int) rec->data_len;
+	put_be64(c->buf[0], (uint64_t) expect);
+	c->values[2] = c->buf[0];
+	c->lengths[2] = 8;
+	c->values[3] = NULL;
+	c->lengths[3] = 0;
+	if (rec->expires_at != STORAGE_NEVER)
+	{
+		if (__builtin_sub_overflow(rec->expires_at, PG_EPOCH_OFFSET, &pg_expires))
+			return storage_error(h, STORAGE_INVALID_ARGUMENT,
+								 "expires_at out of range");
+		put_be64(c->buf[1], (uint64_t) pg_expires);
+		c->values[3] = c->buf[1];
+		c->lengths[3] = 8;
+	}
+	c->values[4] = rec->format;
+	c->lengths[4] = rec->format ? (int) strlen(rec->format) : 0;
+	return STORAGE_OK;
+}
+
+/* The results of fetch, save and delete (each clears res). */
+static storage_status
+fetch_result(storage_client *h, PGresult *res, const char *id,
+			 storage_record *out)
+{
+	storage_status st = STORAGE_OK;
+
 	if (!check_row_shape(res))
 		st = storage_error(h, STORAGE_BACKEND_ERROR,
 						   "unexpected result shape from storage_fetch");
@@ -773,66 +825,25 @@ pg_fetch(storage_client *h, void *state, const char *id, storage_record *out)
 }
 
 static storage_status
-pg_save(storage_client *h, void *state, storage_record *rec, int64_t expect)
+save_result(storage_client *h, PGresult *res, int64_t *version)
 {
-	char		expect_buf[8];
-	char		expires_buf[8];
-	const char *values[5];
-	int			lengths[5];
-	int64_t		pg_expires;
-	PGresult   *res;
-	storage_status st;
+	storage_status st = STORAGE_OK;
 
-	put_be64(expect_buf, (uint64_t) expect);
-	values[0] = rec->id;
-	lengths[0] = (int) strlen(rec->id);
-	if (rec->data_len > (size_t) INT32_MAX)
-		return storage_error(h, STORAGE_INVALID_ARGUMENT,
-							 "data longer than %d bytes", INT32_MAX);
-	/* NULL data stays NULL; empty data must not look NULL to libpq */
-	values[1] = rec->data ? (const char *) rec->data : NULL;
-	lengths[1] = (int) rec->data_len;
-	values[2] = expect_buf;
-	lengths[2] = 8;
-	if (rec->expires_at == STORAGE_NEVER)
-	{
-		values[3] = NULL;
-		lengths[3] = 0;
-	}
-	else
-	{
-		if (__builtin_sub_overflow(rec->expires_at, PG_EPOCH_OFFSET, &pg_expires))
-			return storage_error(h, STORAGE_INVALID_ARGUMENT,
-								 "expires_at out of range");
-		put_be64(expires_buf, (uint64_t) pg_expires);
-		values[3] = expires_buf;
-		lengths[3] = 8;
-	}
-	values[4] = rec->format;
-	lengths[4] = rec->format ? (int) strlen(rec->format) : 0;
-
-	if ((st = run(h, state, STMT_SAVE, values, lengths, false, &res)) != STORAGE_OK)
-		return st;
 	if (PQntuples(res) != 1 || PQftype(res, 0) != INT8OID ||
 		PQgetisnull(res, 0, 0))
 		st = storage_error(h, STORAGE_BACKEND_ERROR,
 						   "unexpected result from storage_save");
 	else
-		rec->version = (int64_t) get_be64(PQgetvalue(res, 0, 0));
+		*version = (int64_t) get_be64(PQgetvalue(res, 0, 0));
 	PQclear(res);
 	return st;
 }
 
 static storage_status
-pg_delete(storage_client *h, void *state, const char *id, bool *deleted)
+delete_result(storage_client *h, PGresult *res, bool *deleted)
 {
-	const char *values[1] = {id};
-	int			lengths[1] = {(int) strlen(id)};
-	PGresult   *res;
-	storage_status st;
+	storage_status st = STORAGE_OK;
 
-	if ((st = run(h, state, STMT_DELETE, values, lengths, false, &res)) != STORAGE_OK)
-		return st;
 	if (PQntuples(res) != 1 || PQftype(res, 0) != BOOLOID ||
 		PQgetisnull(res, 0, 0))
 		st = storage_error(h, STORAGE_BACKEND_ERROR,
@@ -841,6 +852,116 @@ pg_delete(storage_client *h, void *state, const char *id, bool *deleted)
 		*deleted = PQgetvalue(res, 0, 0)[0] != 0;
 	PQclear(res);
 	return st;
+}
+
+static storage_status
+pg_fetch(storage_client *h, void *state, const char *id, storage_record *out)
+{
+	storage_pg_call c;
+	PGresult   *res;
+	storage_status st;
+
+	id_call(&c, STMT_FETCH, id);
+	if ((st = run(h, state, c.stmt, c.values, c.lengths, true, &res)) != STORAGE_OK)
+		return st;
+	return fetch_result(h, res, id, out);
+}
+
+static storage_status
+pg_save(storage_client *h, void *state, storage_record *rec, int64_t expect)
+{
+	storage_pg_call c;
+	PGresult   *res;
+	storage_status st;
+
+	if ((st = save_call(h, &c, rec, expect)) != STORAGE_OK ||
+		(st = run(h, state, c.stmt, c.values, c.lengths, false, &res)) != STORAGE_OK)
+		return st;
+	return save_result(h, res, &rec->version);
+}
+
+static storage_status
+pg_delete(storage_client *h, void *state, const char *id, bool *deleted)
+{
+	storage_pg_call c;
+	PGresult   *res;
+	storage_status st;
+
+	id_call(&c, STMT_DELETE, id);
+	if ((st = run(h, state, c.stmt, c.values, c.lengths, false, &res)) != STORAGE_OK)
+		return st;
+	return delete_result(h, res, deleted);
+}
+
+/* ---- the pipeline's hooks (backend_pg.h) --------------------------------- */
+
+storage_status
+storage_pg_pipeline_ready(storage_client *h, void *state, PGconn **conn)
+{
+	pg_state   *ps = state;
+	static const int used[] = {STMT_FETCH, STMT_SAVE, STMT_DELETE};
+	storage_status st = STORAGE_OK;
+
+	for (size_t i = 0; st == STORAGE_OK && i < sizeof(used) / sizeof(used[0]); i++)
+		st = ensure_ready(h, ps, used[i]);
+	*conn = ps->conn;
+	return st;
+}
+
+storage_status
+storage_pg_call_of(storage_client *h, const storage_op *op, storage_pg_call *c)
+{
+	memset(c, 0, sizeof(*c));
+	switch (op->kind)
+	{
+		case STORAGE_OP_FETCH:
+			id_call(c, STMT_FETCH, op->id);
+			return STORAGE_OK;
+		case STORAGE_OP_DELETE:
+			id_call(c, STMT_DELETE, op->id);
+			return STORAGE_OK;
+		case STORAGE_OP_SAVE:
+		default:
+			return save_call(h, c, &op->rec, op->expect_version);
+	}
+}
+
+bool
+storage_pg_send(void *state, const storage_pg_call *c)
+{
+	static const int formats[5] = {1, 1, 1, 1, 1};
+	pg_state   *ps = state;
+	const pg_stmt *s = &stmts[c->stmt];
+
+	if (ps->unnamed)
+		return PQsendQueryParams(ps->conn, s->sql, s->nparams, s->types,
+								 c->values, c->lengths, formats, 1) == 1;
+	return PQsendQueryPrepared(ps->conn, s->name, s->nparams, c->values,
+							   c->lengths, formats, 1) == 1;
+}
+
+storage_status
+storage_pg_call_result(storage_client *h, void *state, storage_op *op,
+					   int stmt, PGresult *res)
+{
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		return result_error(h, state, stmt, res);
+	switch (op->kind)
+	{
+		case STORAGE_OP_FETCH:
+			return fetch_result(h, res, op->id, &op->record);
+		case STORAGE_OP_DELETE:
+			return delete_result(h, res, &op->deleted);
+		case STORAGE_OP_SAVE:
+		default:
+			return save_result(h, res, &op->version);
+	}
+}
+
+void
+storage_pg_connection_lost(void *state)
+{
+	((pg_state *) state)->prepared = 0;
 }
 
 static storage_status
@@ -1485,4 +1606,5 @@ const storage_backend_ops storage_pg_backend = {
 	.lock_release = pg_lock_release,
 	.lock_extend = pg_lock_extend,
 	.bucket = pg_bucket,
+	.pipeline = storage_pg_pipeline,
 };

@@ -182,6 +182,8 @@ storage_status_name(storage_status st)
 			return "STORAGE_COMPARE_FAILED";
 		case STORAGE_BACKEND_ERROR:
 			return "STORAGE_BACKEND_ERROR";
+		case STORAGE_ABORTED:
+			return "STORAGE_ABORTED";
 	}
 	return "STORAGE_UNKNOWN_STATUS";
 }
@@ -344,8 +346,8 @@ storage_backend_name(const storage_client *h)
 
 /* ---- validation and shared rules ---------------------------------------- */
 
-static storage_status
-check_id(storage_client *h, const char *id)
+storage_status
+storage_check_id(storage_client *h, const char *id)
 {
 	size_t		len;
 
@@ -358,6 +360,17 @@ check_id(storage_client *h, const char *id)
 		return storage_error(h, STORAGE_INVALID_ARGUMENT,
 							 "id is longer than %d bytes", STORAGE_MAX_ID_LEN);
 	return STORAGE_OK;
+}
+
+storage_status
+storage_check_record(storage_client *h, const storage_record *rec)
+{
+	storage_status st = storage_check_id(h, rec->id);
+
+	if (st == STORAGE_OK && rec->data == NULL && rec->data_len != 0)
+		st = storage_error(h, STORAGE_INVALID_ARGUMENT,
+						   "data is NULL but data_len is %zu", rec->data_len);
+	return st;
 }
 
 storage_status
@@ -478,7 +491,7 @@ storage_fetch(storage_client *h, const char *id, storage_record *out)
 	if (out == NULL)
 		return storage_error(h, STORAGE_INVALID_ARGUMENT, "out is NULL");
 	memset(out, 0, sizeof(*out));
-	if ((st = check_id(h, id)) != STORAGE_OK)
+	if ((st = storage_check_id(h, id)) != STORAGE_OK)
 		return st;
 	pthread_mutex_lock(&h->mutex);
 	st = h->ops->fetch(h, h->state, id, out);
@@ -497,11 +510,8 @@ storage_save(storage_client *h, storage_record *rec, int64_t expect_version)
 	CHECK_HANDLE(h);
 	if (rec == NULL)
 		return storage_error(h, STORAGE_INVALID_ARGUMENT, "record is NULL");
-	if ((st = check_id(h, rec->id)) != STORAGE_OK)
+	if ((st = storage_check_record(h, rec)) != STORAGE_OK)
 		return st;
-	if (rec->data == NULL && rec->data_len != 0)
-		return storage_error(h, STORAGE_INVALID_ARGUMENT,
-							 "data is NULL but data_len is %zu", rec->data_len);
 	/* the backend sees a copy of the caller's fields, never partial writes */
 	r = *rec;
 	pthread_mutex_lock(&h->mutex);
@@ -521,7 +531,7 @@ storage_delete(storage_client *h, const char *id, bool *deleted)
 	CHECK_HANDLE(h);
 	if (deleted)
 		*deleted = false;
-	if ((st = check_id(h, id)) != STORAGE_OK)
+	if ((st = storage_check_id(h, id)) != STORAGE_OK)
 		return st;
 	pthread_mutex_lock(&h->mutex);
 	st = h->ops->delete(h, h->state, id, &d);
@@ -577,6 +587,17 @@ storage_list(storage_client *h, const char *prefix,
 	return STORAGE_OK;
 }
 
+storage_status
+storage_locked(storage_client *h, storage_locked_fn fn, void *arg)
+{
+	storage_status st;
+
+	pthread_mutex_lock(&h->mutex);
+	st = fn(h, h->ops, h->state, arg);
+	pthread_mutex_unlock(&h->mutex);
+	return st;
+}
+
 /* ---- fenced locks (buckets.c validates, this dispatches) ----------------- */
 
 storage_status
@@ -628,7 +649,7 @@ storage_lock_call(storage_client *h, storage_lock_op op, const char *id,
 static storage_status
 check_batch_id(storage_client *h, const char *id, size_t i)
 {
-	storage_status st = check_id(h, id);
+	storage_status st = storage_check_id(h, id);
 	char		msg[ERRMSG_SIZE];
 
 	if (st == STORAGE_OK)

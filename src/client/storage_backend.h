@@ -142,6 +142,23 @@ typedef struct storage_backend_ops
 	storage_status (*bucket) (storage_client *h, void *state,
 							  const struct storage_bucket_req *req,
 							  struct storage_bucket_res *res);
+
+	/*
+	 * Optional pipelining (NULL: pipeline.c runs the calls one by one with
+	 * the single-record operations).  ops[0..n-1] are the valid calls in
+	 * order (kind, ids and data checked; n > 0), each with its result
+	 * zeroed and status STORAGE_ABORTED ("not run").  The backend gives
+	 * each call it runs its result (the result fields, then
+	 * storage_op_result()) and returns STORAGE_OK; any other return means
+	 * nothing was sent, and every call gets that error.  With
+	 * STORAGE_PIPELINE_ATOMIC the calls are one transaction, and the
+	 * front end turns every successful call into STORAGE_ABORTED if
+	 * another failed; a call whose effect is unknown (lost connection)
+	 * must say so itself.
+	 */
+	storage_status (*pipeline) (storage_client *h, void *state,
+								storage_op *const *ops, size_t n,
+								unsigned int flags);
 } storage_backend_ops;
 
 /* The bucket operations of storage_backend_ops.bucket. */
@@ -263,6 +280,28 @@ extern storage_status storage_save_rule(storage_client *h, const char *id,
 										int64_t live_version,
 										int64_t expect_version,
 										int64_t *new_version);
+
+/* client.c: the checks of a single call's id and of a record to save. */
+extern storage_status storage_check_id(storage_client *h, const char *id);
+extern storage_status storage_check_record(storage_client *h,
+										   const storage_record *rec);
+
+/*
+ * client.c: run fn(h, ops, state, arg) holding h's mutex, i.e. as a backend
+ * operation (pipeline.c runs a whole pipeline this way).
+ */
+typedef storage_status (*storage_locked_fn) (storage_client *h,
+											 const storage_backend_ops *ops,
+											 void *state, void *arg);
+extern storage_status storage_locked(storage_client *h, storage_locked_fn fn,
+									 void *arg);
+
+/*
+ * pipeline.c: give op the status st, and if it failed, this thread's error
+ * (message, code, retryable, outcome) just recorded by storage_error().
+ */
+extern void storage_op_result(storage_client *h, storage_op *op,
+							  storage_status st);
 
 /* Deep copy of a record (fields malloc'd); false on out of memory. */
 extern bool storage_record_copy(storage_record *dst, const storage_record *src);

@@ -95,7 +95,10 @@ typedef enum storage_status
 								 * version overflow, ... */
 	STORAGE_ALREADY_EXISTS,		/* bucket layer: create_val over a live key */
 	STORAGE_COMPARE_FAILED,		/* bucket layer: compare_and_swap_val */
-	STORAGE_BACKEND_ERROR		/* I/O, connection or server error */
+	STORAGE_BACKEND_ERROR,		/* I/O, connection or server error */
+	STORAGE_ABORTED				/* storage_pipeline: not applied because
+								 * another call of an atomic pipeline
+								 * failed */
 } storage_status;
 
 /*
@@ -444,6 +447,91 @@ extern STORAGE_API storage_status storage_release_lock_fenced(storage_client *h,
 extern STORAGE_API storage_status storage_extend_lock(storage_client *h,
 										  const char *token,
 										  int64_t fence, int64_t ttl);
+
+/* ---- pipelining ---------------------------------------------------------- */
+
+/*
+ * Many calls in flight on one handle, as with Redis pipelining: the caller
+ * fills an array of calls, storage_pipeline() runs them in order and gives
+ * each its own result and error.  The postgresql backend sends them all
+ * without waiting (libpq pipeline mode) and reads the results while it
+ * sends, so a pipeline of any length costs about one round trip per
+ * window of calls instead of one per call; it works behind a pooler in
+ * transaction mode with prepare=off too.  The other backends run the calls
+ * one after the other under the handle's lock, with the same results.
+ *
+ *	 storage_op ops[3] = {
+ *		 {.kind = STORAGE_OP_SAVE, .rec = {.id = "a", .data = d, .data_len = n},
+ *		  .expect_version = -1},
+ *		 {.kind = STORAGE_OP_FETCH, .id = "b"},
+ *		 {.kind = STORAGE_OP_DELETE, .id = "c"},
+ *	 };
+ *	 storage_pipeline(h, ops, 3, 0);
+ *	 ... ops[i].status, ops[i].version, ops[i].record, ops[i].errmsg ...
+ *	 storage_pipeline_clear(ops, 3);
+ */
+typedef enum storage_op_kind
+{
+	STORAGE_OP_FETCH = 1,		/* storage_fetch(id) */
+	STORAGE_OP_SAVE,			/* storage_save(rec, expect_version) */
+	STORAGE_OP_DELETE			/* storage_delete(id) */
+} storage_op_kind;
+
+typedef struct storage_op
+{
+	/* the call: only read */
+	storage_op_kind kind;
+	const char *id;				/* FETCH, DELETE */
+	storage_record rec;			/* SAVE: the record (rec.version ignored) */
+	int64_t		expect_version; /* SAVE: as for storage_save() */
+
+	/*
+	 * Its result, written by storage_pipeline() (whatever was there is
+	 * overwritten, not freed) and released by storage_pipeline_clear().
+	 */
+	storage_status status;		/* the call's own status */
+	int64_t		version;		/* SAVE: the new version; FETCH: the
+								 * record's */
+	storage_record record;		/* FETCH: the record found */
+	bool		deleted;		/* DELETE: a live record was removed */
+	storage_outcome outcome;	/* as storage_outcome_of() for this call */
+	bool		retryable;		/* as storage_retryable() for this call */
+	char		errcode[64];	/* as storage_errcode() for this call */
+	char	   *errmsg;			/* NULL on success, else the message */
+} storage_op;
+
+/*
+ * The form of a pipeline (flags):
+ *	 0: every call is separate, as if made alone: each save is its own
+ *		transaction, and a call that fails (a version conflict, a bad id)
+ *		changes nothing for the calls before or after it;
+ *	 STORAGE_PIPELINE_ATOMIC: all or nothing: the calls run in one
+ *		transaction; if one fails (a fetch that finds nothing or a delete of
+ *		a missing record is not a failure), it carries its error, every
+ *		other call has STORAGE_ABORTED, and nothing is changed.  The
+ *		postgresql backend takes any mix of calls; the other backends take
+ *		saves of distinct ids (run as storage_save_many(), atomic there)
+ *		and refuse other mixes with STORAGE_INVALID_ARGUMENT.
+ */
+#define STORAGE_PIPELINE_ATOMIC		0x1
+
+/*
+ * Run ops[0..n-1] in order on h (holding h's lock for the whole pipeline).
+ * Returns STORAGE_OK if every call succeeded, else the status of the first
+ * call that did not (its error is then also this thread's error, as for a
+ * single call); a bad argument to the pipeline itself (ops NULL, unknown
+ * flags) is STORAGE_INVALID_ARGUMENT with no call run.  A call with a bad
+ * kind, id or record gets STORAGE_INVALID_ARGUMENT and is not sent.  If
+ * the connection is lost, calls whose results had arrived keep them; the
+ * others get STORAGE_BACKEND_ERROR, with outcome STORAGE_OUTCOME_UNKNOWN
+ * for writes that had been sent.  n == 0 is a valid, empty pipeline.
+ */
+extern STORAGE_API storage_status storage_pipeline(storage_client *h,
+									   storage_op *ops, size_t n,
+									   unsigned int flags);
+
+/* Free the results of ops[0..n-1] and zero them (the calls are kept). */
+extern STORAGE_API void storage_pipeline_clear(storage_op *ops, size_t n);
 
 /* Free a buffer the library returned (get_val's value). */
 extern STORAGE_API void storage_free(void *p);

@@ -2177,6 +2177,328 @@ test_error_detail(void **state)
 	assert_false(storage_retryable(NULL));
 }
 
+/* ---- pipelining ---------------------------------------------------------- */
+
+static storage_op
+save_op(const char *id, const char *data, int64_t expect)
+{
+	storage_op op = {.kind = STORAGE_OP_SAVE, .expect_version = expect};
+
+	op.rec = rec_of(id, data);
+	return op;
+}
+
+static storage_op
+id_op(storage_op_kind kind, const char *id)
+{
+	storage_op op = {.kind = kind, .id = id};
+
+	return op;
+}
+
+static bool
+is_postgresql(fixture *f)
+{
+	return strcmp(f->backend, "postgresql") == 0;
+}
+
+/* The live version of id, 0 if none. */
+static int64_t
+live_version(storage_client *h, const char *id)
+{
+	storage_record r;
+	storage_status st = storage_fetch(h, id, &r);
+	int64_t		v = st == STORAGE_OK ? r.version : 0;
+
+	if (st != STORAGE_NOT_FOUND)
+		ST(h, st, STORAGE_OK);
+	storage_record_clear(&r);
+	return v;
+}
+
+/* Separate calls: each its own result; a failing call changes no other. */
+static void
+test_pipeline_separate(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_op	ops[9];
+	int64_t		v;
+
+	ST(h, put(h, "pl/b", "b1", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	ops[0] = save_op("pl/a", "a1", -1);
+	ops[1] = save_op("pl/b", "b2", 1);
+	ops[2] = save_op("pl/a", "a2", 5);	/* conflict */
+	ops[3] = id_op(STORAGE_OP_FETCH, "pl/a");
+	ops[4] = id_op(STORAGE_OP_DELETE, "pl/b");
+	ops[5] = id_op(STORAGE_OP_FETCH, "pl/b");
+	ops[6] = save_op("", "x", -1);	/* bad id: not sent */
+	ops[7] = save_op("pl/c", NULL, 0);
+	ops[8] = id_op(STORAGE_OP_DELETE, "pl/none");
+	ops[8].errmsg = (char *) "not freed";	/* results are overwritten */
+
+	ST(h, storage_pipeline(h, ops, 9, 0), STORAGE_VERSION_CONFLICT);
+	assert_non_null(strstr(storage_errmsg(h), "pl/a"));
+
+	assert_int_equal(ops[0].status, STORAGE_OK);
+	assert_int_equal(ops[0].version, 1);
+	assert_null(ops[0].errmsg);
+	assert_int_equal(ops[1].status, STORAGE_OK);
+	assert_int_equal(ops[1].version, 2);
+	assert_int_equal(ops[2].status, STORAGE_VERSION_CONFLICT);
+	assert_int_equal(ops[2].version, 0);
+	assert_non_null(strstr(ops[2].errmsg, "pl/a"));
+	assert_string_equal(ops[2].errcode, is_postgresql(f) ? "SV001" : "");
+	assert_int_equal(ops[2].outcome, STORAGE_OUTCOME_NOT_APPLIED);
+	assert_int_equal(ops[3].status, STORAGE_OK);
+	assert_int_equal(ops[3].version, 1);
+	assert_string_equal(ops[3].record.id, "pl/a");
+	assert_data(&ops[3].record, "a1");
+	assert_int_equal(ops[4].status, STORAGE_OK);
+	assert_true(ops[4].deleted);
+	assert_int_equal(ops[5].status, STORAGE_NOT_FOUND);
+	assert_null(ops[5].record.id);
+	assert_int_equal(ops[6].status, STORAGE_INVALID_ARGUMENT);
+	assert_non_null(strstr(ops[6].errmsg, "id is empty"));
+	assert_int_equal(ops[7].status, STORAGE_OK);
+	assert_int_equal(ops[7].version, 1);
+	assert_int_equal(ops[8].status, STORAGE_OK);
+	assert_false(ops[8].deleted);
+	assert_null(ops[8].errmsg);
+
+	/* what the calls did stays done around the failed one */
+	assert_int_equal(live_version(h, "pl/a"), 1);
+	assert_int_equal(live_version(h, "pl/b"), 0);
+	assert_int_equal(live_version(h, "pl/c"), 1);
+
+	/* cleared results can be run again: the same calls, new results */
+	storage_pipeline_clear(ops, 9);
+	assert_null(ops[3].record.id);
+	assert_null(ops[2].errmsg);
+	ops[1].expect_version = 0;	/* b was deleted */
+	ops[2].expect_version = 2;	/* a is at 2 after ops[0] */
+	ST(h, storage_pipeline(h, ops, 4, 0), STORAGE_OK);
+	assert_int_equal(ops[0].version, 2);
+	assert_int_equal(ops[1].version, 1);
+	assert_int_equal(ops[2].version, 3);
+	assert_int_equal(ops[3].version, 3);
+	assert_data(&ops[3].record, "a2");
+	storage_pipeline_clear(ops, 9);
+}
+
+/* The atomic form: all calls or none. */
+static void
+test_pipeline_atomic(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_op	ops[4];
+	int64_t		v;
+
+	ST(h, put(h, "pa/x", "x1", 0, STORAGE_NEVER, &v), STORAGE_OK);
+
+	/* one conflict: it carries the error, the others are ABORTED */
+	ops[0] = save_op("pa/x", "x2", 1);
+	ops[1] = save_op("pa/z", "z1", 0);
+	ops[2] = save_op("pa/y", "y1", 7);
+	ops[3] = save_op("pa/w", "w1", -1);
+	ST(h, storage_pipeline(h, ops, 4, STORAGE_PIPELINE_ATOMIC),
+	   STORAGE_VERSION_CONFLICT);
+	assert_int_equal(ops[2].status, STORAGE_VERSION_CONFLICT);
+	assert_non_null(strstr(ops[2].errmsg, "pa/y"));
+	for (int i = 0; i < 4; i++)
+	{
+		if (i == 2)
+			continue;
+		assert_int_equal(ops[i].status, STORAGE_ABORTED);
+		assert_int_equal(ops[i].version, 0);
+		assert_non_null(strstr(ops[i].errmsg, "call 2 of the atomic pipeline"));
+	}
+	assert_int_equal(live_version(h, "pa/x"), 1);
+	assert_int_equal(live_version(h, "pa/z"), 0);
+	assert_int_equal(live_version(h, "pa/w"), 0);
+	storage_pipeline_clear(ops, 4);
+
+	/* a bad call: nothing is run */
+	ops[2] = save_op("pa/y", NULL, -1);
+	ops[2].rec.data_len = 3;
+	ST(h, storage_pipeline(h, ops, 4, STORAGE_PIPELINE_ATOMIC),
+	   STORAGE_INVALID_ARGUMENT);
+	assert_int_equal(ops[2].status, STORAGE_INVALID_ARGUMENT);
+	assert_int_equal(ops[0].status, STORAGE_ABORTED);
+	assert_int_equal(ops[3].status, STORAGE_ABORTED);
+	assert_int_equal(live_version(h, "pa/x"), 1);
+	assert_int_equal(live_version(h, "pa/w"), 0);
+	storage_pipeline_clear(ops, 4);
+
+	/* all good: all applied */
+	ops[2] = save_op("pa/y", "y1", 0);
+	ST(h, storage_pipeline(h, ops, 4, STORAGE_PIPELINE_ATOMIC), STORAGE_OK);
+	assert_int_equal(ops[0].version, 2);
+	assert_int_equal(ops[1].version, 1);
+	assert_int_equal(ops[2].version, 1);
+	assert_int_equal(ops[3].version, 1);
+	for (int i = 0; i < 4; i++)
+	{
+		assert_int_equal(ops[i].status, STORAGE_OK);
+		assert_null(ops[i].errmsg);
+	}
+	assert_int_equal(live_version(h, "pa/x"), 2);
+	assert_int_equal(count_live(h, "pa/"), 4);
+	storage_pipeline_clear(ops, 4);
+}
+
+/* Mixed atomic calls: the postgresql backend runs them; others refuse. */
+static void
+test_pipeline_atomic_mixed(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_op	ops[5];
+	int64_t		v;
+
+	ST(h, put(h, "pm/a", "a1", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	ST(h, put(h, "pm/b", "b1", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	ops[0] = id_op(STORAGE_OP_DELETE, "pm/a");
+	ops[1] = save_op("pm/c", "c1", 0);
+	ops[2] = id_op(STORAGE_OP_FETCH, "pm/c");	/* sees the save before it */
+	ops[3] = id_op(STORAGE_OP_FETCH, "pm/none");	/* not a failure */
+	ops[4] = save_op("pm/b", "b2", 1);
+	if (!is_postgresql(f))
+	{
+		ST(h, storage_pipeline(h, ops, 5, STORAGE_PIPELINE_ATOMIC),
+		   STORAGE_INVALID_ARGUMENT);
+		assert_non_null(strstr(ops[0].errmsg, "atomic pipeline of saves only"));
+		assert_int_equal(live_version(h, "pm/a"), 1);
+		storage_pipeline_clear(ops, 5);
+		return;
+	}
+	ST(h, storage_pipeline(h, ops, 5, STORAGE_PIPELINE_ATOMIC), STORAGE_NOT_FOUND);
+	assert_int_equal(ops[0].status, STORAGE_OK);
+	assert_true(ops[0].deleted);
+	assert_int_equal(ops[1].version, 1);
+	assert_int_equal(ops[2].status, STORAGE_OK);
+	assert_data(&ops[2].record, "c1");
+	assert_int_equal(ops[3].status, STORAGE_NOT_FOUND);
+	assert_int_equal(ops[4].status, STORAGE_OK);
+	assert_int_equal(ops[4].version, 2);
+	assert_int_equal(live_version(h, "pm/a"), 0);
+	storage_pipeline_clear(ops, 5);
+
+	/* the last call fails: the delete, save and fetches before it are void */
+	ST(h, put(h, "pm/a", "a1", 0, STORAGE_NEVER, &v), STORAGE_OK);
+	ops[1] = save_op("pm/d", "d1", 0);
+	ops[2] = id_op(STORAGE_OP_FETCH, "pm/d");
+	ops[4] = save_op("pm/b", "b3", 1);	/* b is at 2 */
+	ST(h, storage_pipeline(h, ops, 5, STORAGE_PIPELINE_ATOMIC),
+	   STORAGE_VERSION_CONFLICT);
+	for (int i = 0; i < 4; i++)
+	{
+		assert_int_equal(ops[i].status, STORAGE_ABORTED);
+		assert_null(ops[i].record.id);
+		assert_false(ops[i].deleted);
+	}
+	assert_int_equal(ops[4].status, STORAGE_VERSION_CONFLICT);
+	assert_string_equal(ops[4].errcode, "SV001");
+	assert_int_equal(live_version(h, "pm/a"), 1);
+	assert_int_equal(live_version(h, "pm/d"), 0);
+	assert_int_equal(live_version(h, "pm/b"), 2);
+	storage_pipeline_clear(ops, 5);
+
+	/* the same id twice in one transaction: the second sees the first */
+	ops[0] = save_op("pm/e", "e1", 0);
+	ops[1] = save_op("pm/e", "e2", 1);
+	ST(h, storage_pipeline(h, ops, 2, STORAGE_PIPELINE_ATOMIC), STORAGE_OK);
+	assert_int_equal(ops[1].version, 2);
+	storage_pipeline_clear(ops, 2);
+}
+
+/*
+ * A long pipeline: the postgresql backend must read results while it
+ * sends (the server stops reading when its output is not read), here with
+ * values large enough to fill both sockets' buffers many times.
+ */
+static void
+test_pipeline_long(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	size_t		n = (strcmp(f->backend, "dir") == 0 ||
+					 strcmp(f->backend, "dynamodb") == 0) ? 300 : 10000;
+	storage_op *ops = calloc(n, sizeof(storage_op));
+	char	   *ids = calloc(n, 16);
+	char	   *val = malloc(2049);
+
+	assert_non_null(ops);
+	assert_non_null(ids);
+	assert_non_null(val);
+	memset(val, 'v', 2048);
+	val[2048] = '\0';
+	for (size_t i = 0; i < n; i++)
+	{
+		snprintf(ids + 16 * i, 16, "pb/%06zu", i);
+		ops[i] = save_op(ids + 16 * i, val, 0);
+	}
+	ST(h, storage_pipeline(h, ops, n, 0), STORAGE_OK);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(ops[i].version, 1);
+	storage_pipeline_clear(ops, n);
+	for (size_t i = 0; i < n; i++)
+		ops[i] = id_op(i % 2 ? STORAGE_OP_FETCH : STORAGE_OP_DELETE, ids + 16 * i);
+	ST(h, storage_pipeline(h, ops, n, 0), STORAGE_OK);
+	for (size_t i = 0; i < n; i++)
+	{
+		assert_int_equal(ops[i].status, STORAGE_OK);
+		if (i % 2)
+		{
+			assert_string_equal(ops[i].record.id, ids + 16 * i);
+			assert_int_equal(ops[i].record.data_len, 2048);
+		}
+		else
+			assert_true(ops[i].deleted);
+	}
+	storage_pipeline_clear(ops, n);
+	if (is_postgresql(f))
+	{
+		/* one transaction of n saves, the last one failing (odd: live) */
+		for (size_t i = 0; i < n; i++)
+			ops[i] = save_op(ids + 16 * i, val, i == n - 1 ? 0 : -1);
+		ST(h, storage_pipeline(h, ops, n, STORAGE_PIPELINE_ATOMIC),
+		   STORAGE_VERSION_CONFLICT);
+		assert_int_equal(ops[0].status, STORAGE_ABORTED);
+		assert_int_equal(ops[n - 1].status, STORAGE_VERSION_CONFLICT);
+		assert_int_equal(count_live(h, "pb/"), n / 2);
+		assert_int_equal(live_version(h, ids + 16), 1);
+		storage_pipeline_clear(ops, n);
+	}
+	free(ops);
+	free(ids);
+	free(val);
+}
+
+static void
+test_pipeline_args(void **state)
+{
+	fixture    *f = *state;
+	storage_client *h = f->h;
+	storage_op	op = id_op((storage_op_kind) 99, "pl/x");
+
+	ST(NULL, storage_pipeline(NULL, &op, 1, 0), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_pipeline(h, NULL, 1, 0), STORAGE_INVALID_ARGUMENT);
+	ST(h, storage_pipeline(h, NULL, 0, 0), STORAGE_OK);
+	ST(h, storage_pipeline(h, &op, 1, 0x100), STORAGE_INVALID_ARGUMENT);
+	assert_int_equal(op.status, STORAGE_OK);	/* not run */
+	ST(h, storage_pipeline(h, &op, 1, 0), STORAGE_INVALID_ARGUMENT);
+	assert_int_equal(op.status, STORAGE_INVALID_ARGUMENT);
+	assert_non_null(strstr(op.errmsg, "kind 99"));
+	storage_pipeline_clear(&op, 1);
+	storage_pipeline_clear(NULL, 3);
+	op = id_op(STORAGE_OP_FETCH, NULL);
+	ST(h, storage_pipeline(h, &op, 1, STORAGE_PIPELINE_ATOMIC), STORAGE_INVALID_ARGUMENT);
+	storage_pipeline_clear(&op, 1);
+	assert_string_equal(storage_status_name(STORAGE_ABORTED), "STORAGE_ABORTED");
+}
+
 /* ---- dir backend defects ----------------------------------------------- */
 
 static void
@@ -2847,6 +3169,11 @@ static const struct CMUnitTest common_tests[] = {
 	T(test_batch_fallback),
 	T(test_batch_race),
 	T(test_error_detail),
+	T(test_pipeline_separate),
+	T(test_pipeline_atomic),
+	T(test_pipeline_atomic_mixed),
+	T(test_pipeline_long),
+	T(test_pipeline_args),
 };
 
 static const struct CMUnitTest dir_tests[] = {
