@@ -10,13 +10,13 @@
 #
 # Knobs (environment): RUN_SECONDS (3), REPS (3), CLIENTS (4),
 # RECORDS (1000000), CHURN_SECONDS (600), BATCH_WARMUP (4), SECTIONS (all:
-# "fetch save sync batch expiry churn memory client proxy"), RESULTS.
+# "fetch save sync batch expiry churn memory client proxy feed"), RESULTS.
 #
 # Adding a section: define section_NAME in a file bench/NAME_section.sh
-# (every such file is sourced below, as client_section.sh and
-# proxy_section.sh are) and add NAME to the default SECTIONS.  What a
-# section prints on stdout is appended to the results file; its progress
-# goes to stderr (log).
+# (every such file is sourced below, as client_section.sh,
+# proxy_section.sh and feed_section.sh are) and add NAME to the default
+# SECTIONS.  What a section prints on stdout is appended to the results
+# file; its progress goes to stderr (log).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../test/lib.sh"
 for section_file in "$(dirname "${BASH_SOURCE[0]}")"/*_section.sh; do
@@ -29,7 +29,7 @@ CLIENTS=${CLIENTS:-4}
 RECORDS=${RECORDS:-1000000}
 CHURN_SECONDS=${CHURN_SECONDS:-600}
 BATCH_WARMUP=${BATCH_WARMUP:-4}
-SECTIONS=${SECTIONS:-"fetch save sync batch expiry churn memory client proxy"}
+SECTIONS=${SECTIONS:-"fetch save sync batch expiry churn memory client proxy feed"}
 RESULTS=${RESULTS:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/RESULTS.md}
 # 200 bytes of payload, as a bytea literal
 PAYLOAD="\\x$(printf '%0400d' 0 | tr 0 a)"
