@@ -63,7 +63,7 @@ section_feed() {
 	FEED_LAG=""
 	log "feed: save throughput at wal_level replica, logical, logical with a watch"
 	if [ -n "$(sql -c "SELECT 1 FROM pg_settings WHERE name = 'output_plugin_libraries'")" ]; then
-		sql -c "ALTER SYSTEM SET output_plugin_libraries = 'pgoutput, test_decoding, storage'" >/dev/null
+		sql -c "ALTER SYSTEM SET output_plugin_libraries = 'pgoutput', 'test_decoding', 'storage'" >/dev/null
 	fi
 	for ((rep = 1; rep <= REPS; rep++)); do
 		feed_restart replica

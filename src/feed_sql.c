@@ -32,6 +32,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 
 #include "storage.h"
@@ -338,6 +339,8 @@ changes(FunctionCallInfo fcinfo, bool consume)
 	Datum		values[3];
 	AsOwner		as;
 	char	   *prefix;
+	Portal		portal;
+	MemoryContext rowcxt;
 	uint64		i;
 
 	storage_require_arg(fcinfo, 1, "max_events");
@@ -353,23 +356,39 @@ changes(FunctionCallInfo fcinfo, bool consume)
 	values[0] = NameGetDatum(slot);
 	values[1] = PG_GETARG_DATUM(1);
 	values[2] = CStringGetTextDatum(prefix);
-	run(consume ?
-		"SELECT d.data FROM pg_catalog.pg_logical_slot_get_binary_changes("
-		"$1, NULL, $2, 'prefix', $3, 'commits', 'false') AS d" :
-		"SELECT d.data FROM pg_catalog.pg_logical_slot_peek_binary_changes("
-		"$1, NULL, $2, 'prefix', $3, 'commits', 'false') AS d",
-		3, types, values, false);
-	for (i = 0; i < SPI_processed; i++)
+	/*
+	 * Through a cursor, a batch of rows at a time: the decoded changes are
+	 * kept in the decoding function's tuplestore and in ours, both bounded
+	 * by work_mem, never all in memory at once.
+	 */
+	portal = SPI_cursor_open_with_args(NULL, consume ?
+									   "SELECT d.data FROM pg_catalog.pg_logical_slot_get_binary_changes("
+									   "$1, NULL, $2, 'prefix', $3, 'commits', 'false') AS d" :
+									   "SELECT d.data FROM pg_catalog.pg_logical_slot_peek_binary_changes("
+									   "$1, NULL, $2, 'prefix', $3, 'commits', 'false') AS d",
+									   3, types, values, NULL, false, 0);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "storage_changes row",
+								   ALLOCSET_DEFAULT_SIZES);
+	for (;;)
 	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[i],
-									  SPI_tuptable->tupdesc, 1, &isnull);
-		MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+		SPI_cursor_fetch(portal, true, 100);
+		if (SPI_processed == 0)
+			break;
+		for (i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[i],
+										  SPI_tuptable->tupdesc, 1, &isnull);
+			MemoryContext old = MemoryContextSwitchTo(rowcxt);
 
-		CHECK_FOR_INTERRUPTS();
-		put_event(rsinfo->setResult, rsinfo->setDesc, DatumGetByteaPP(d));
-		MemoryContextSwitchTo(old);
+			CHECK_FOR_INTERRUPTS();
+			put_event(rsinfo->setResult, rsinfo->setDesc, DatumGetByteaPP(d));
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(rowcxt);
+		}
+		SPI_freetuptable(SPI_tuptable);
 	}
+	SPI_cursor_close(portal);
 	/* for storage_watch_status: when the watch was last read */
 	if (consume && !RecoveryInProgress() && !XactReadOnly)
 		run(psprintf("UPDATE %s AS w SET last_consumed_at = pg_catalog.now() "

@@ -13,8 +13,8 @@ $node->append_conf('postgresql.conf', q{
 shared_preload_libraries = 'storage'
 storage.purge_interval = '1h'
 });
-# since the security releases of 2026 (15.20, 17.8, 18.2, ...) only the
-# output plugins a DBA lists may be used
+# since the security releases of 2026 (15.20, 17.12 and 18.6 have it) only
+# the output plugins a DBA lists may be used
 $node->append_conf('postgresql.conf',
 	"output_plugin_libraries = 'pgoutput, test_decoding, storage'")
   if `postgres --describe-config` =~ /^output_plugin_libraries\t/m;
