@@ -9,7 +9,9 @@
  *	  copy before it changes the table.
  *
  *	  This is the smallest complete backend: read it to see what a backend
- *	  must implement (see also storage_backend.h).
+ *	  must implement (see also storage_backend.h).  Each operation also
+ *	  records its changes in the store's change log for storage_watch()
+ *	  (backend_memory_watch.c): one transaction per operation.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,6 +33,7 @@ typedef struct mem_state
 	size_t		nbuckets;		/* power of two */
 	size_t		nentries;
 	int64_t		last_fence;		/* the last lock fencing token handed out */
+	storage_memlog *log;		/* the change feed */
 } mem_state;
 
 /* FNV-1a */
@@ -59,8 +62,11 @@ mem_open(storage_client *h, const char *spec, void **state)
 	ms->nbuckets = 64;
 	ms->last_fence = 1;			/* tokens start at 2 (see storage_backend.h) */
 	ms->buckets = calloc(ms->nbuckets, sizeof(mem_entry *));
-	if (ms->buckets == NULL)
+	ms->log = storage_memlog_new();
+	if (ms->buckets == NULL || ms->log == NULL)
 	{
+		free(ms->buckets);
+		storage_memlog_free(ms->log);
 		free(ms);
 		return storage_error(h, STORAGE_BACKEND_ERROR, "out of memory");
 	}
@@ -87,6 +93,7 @@ mem_close(void *state)
 		}
 	}
 	free(ms->buckets);
+	storage_memlog_free(ms->log);
 	free(ms);
 }
 
@@ -151,8 +158,25 @@ mem_fetch(storage_client *h, void *state, const char *id, storage_record *out)
 	return STORAGE_OK;
 }
 
+/* An operation's changes are one transaction of the change feed. */
+static void
+mem_commit(storage_client *h, mem_state *ms)
+{
+	storage_memlog_commit(ms->log, storage_clock_now(h));
+}
+
+/* Log the removal of the entry at *link (live: a delete, else an expiry). */
+static void
+mem_log_removal(storage_client *h, mem_state *ms, mem_entry **link)
+{
+	storage_memlog_add(ms->log,
+					   storage_is_live((*link)->rec.expires_at, storage_clock_now(h)) ?
+					   STORAGE_WATCH_DELETE : STORAGE_WATCH_EXPIRE,
+					   &(*link)->rec);
+}
+
 static storage_status
-mem_save(storage_client *h, void *state, storage_record *rec, int64_t expect)
+mem_put(storage_client *h, void *state, storage_record *rec, int64_t expect)
 {
 	mem_state  *ms = state;
 	uint64_t	hash = hash_id(rec->id);
@@ -196,6 +220,20 @@ mem_save(storage_client *h, void *state, storage_record *rec, int64_t expect)
 }
 
 static storage_status
+mem_save(storage_client *h, void *state, storage_record *rec, int64_t expect)
+{
+	mem_state  *ms = state;
+	storage_status st = mem_put(h, state, rec, expect);
+
+	if (st == STORAGE_OK)
+	{
+		storage_memlog_add(ms->log, STORAGE_WATCH_PUT, rec);
+		mem_commit(h, ms);
+	}
+	return st;
+}
+
+static storage_status
 mem_delete(storage_client *h, void *state, const char *id, bool *deleted)
 {
 	mem_state  *ms = state;
@@ -204,7 +242,9 @@ mem_delete(storage_client *h, void *state, const char *id, bool *deleted)
 	if (*link)
 	{
 		*deleted = storage_is_live((*link)->rec.expires_at, storage_clock_now(h));
+		mem_log_removal(h, ms, link);
 		mem_remove(ms, link);
+		mem_commit(h, ms);
 	}
 	return STORAGE_OK;
 }
@@ -222,9 +262,13 @@ mem_purge(storage_client *h, void *state, int64_t max_rows, int64_t *count)
 		while (*link)
 		{
 			if (max_rows > 0 && *count >= max_rows)
+			{
+				mem_commit(h, ms);
 				return STORAGE_OK;
+			}
 			if (!storage_is_live((*link)->rec.expires_at, now))
 			{
+				storage_memlog_add(ms->log, STORAGE_WATCH_EXPIRE, &(*link)->rec);
 				mem_remove(ms, link);
 				(*count)++;
 			}
@@ -232,6 +276,7 @@ mem_purge(storage_client *h, void *state, int64_t max_rows, int64_t *count)
 				link = &(*link)->next;
 		}
 	}
+	mem_commit(h, ms);
 	return STORAGE_OK;
 }
 
@@ -361,8 +406,10 @@ mem_save_many(storage_client *h, void *state, storage_record *recs, size_t n,
 		else
 			ms->nentries++;
 		*link = entries[i];
+		storage_memlog_add(ms->log, STORAGE_WATCH_PUT, &entries[i]->rec);
 	}
 	free(entries);
+	mem_commit(h, ms);
 	while (ms->nentries > ms->nbuckets)
 	{
 		size_t		before = ms->nbuckets;
@@ -389,8 +436,10 @@ mem_delete_many(storage_client *h, void *state, const char *const *ids,
 			continue;
 		if (storage_is_live((*link)->rec.expires_at, now))
 			(*count)++;
+		mem_log_removal(h, ms, link);
 		mem_remove(ms, link);
 	}
+	mem_commit(h, ms);
 	return STORAGE_OK;
 }
 
@@ -410,11 +459,13 @@ mem_lock_acquire(storage_client *h, void *state, const char *id,
 	if (ms->last_fence == INT64_MAX)
 		return storage_error(h, STORAGE_BACKEND_ERROR, "lock fencing tokens exhausted");
 	/* a create: ALREADY_EXISTS (retry) if a live record holds the lock */
-	if ((st = mem_save(h, state, &rec, 0)) != STORAGE_OK)
+	if ((st = mem_put(h, state, &rec, 0)) != STORAGE_OK)
 		return st == STORAGE_VERSION_CONFLICT ?
 			storage_error(h, STORAGE_ALREADY_EXISTS, "lock \"%s\" is held", token) : st;
 	link = mem_find(ms, id, hash_id(id));
 	(*link)->rec.version = *fence = ++ms->last_fence;
+	storage_memlog_add(ms->log, STORAGE_WATCH_PUT, &(*link)->rec);
+	mem_commit(h, ms);
 	return STORAGE_OK;
 }
 
@@ -440,7 +491,9 @@ mem_lock_release(storage_client *h, void *state, const char *id,
 		return storage_error(h, STORAGE_NOT_FOUND,
 							 "lock \"%s\" is not held with fence %lld",
 							 token, (long long) fence);
+	mem_log_removal(h, state, link);
 	mem_remove(state, link);
+	mem_commit(h, state);
 	return STORAGE_OK;
 }
 
@@ -457,7 +510,15 @@ mem_lock_extend(storage_client *h, void *state, const char *id,
 							 "lock \"%s\" is not held with fence %lld",
 							 token, (long long) fence);
 	(*link)->rec.expires_at = expires_at;
+	storage_memlog_add(((mem_state *) state)->log, STORAGE_WATCH_TOUCH, &(*link)->rec);
+	mem_commit(h, state);
 	return STORAGE_OK;
+}
+
+static storage_status
+mem_watch(storage_client *h, void *state, const storage_watch_req *req)
+{
+	return storage_memlog_watch(h, ((mem_state *) state)->log, req);
 }
 
 const storage_backend_ops storage_memory_backend = {
@@ -476,4 +537,5 @@ const storage_backend_ops storage_memory_backend = {
 	.lock_acquire = mem_lock_acquire,
 	.lock_release = mem_lock_release,
 	.lock_extend = mem_lock_extend,
+	.watch = mem_watch,
 };

@@ -31,6 +31,7 @@ struct storage_client
 	uint64_t	serial;			/* identifies the handle in error slots */
 	bool		batch_fallback; /* tests: ignore native batch operations */
 	bool		generic_buckets;	/* tests: ignore native bucket operations */
+	storage_watch_ctl watch;	/* watch.c's */
 };
 
 /*
@@ -941,4 +942,28 @@ storage_force_batch_fallback(storage_client *h, bool on)
 	pthread_mutex_lock(&h->mutex);
 	h->batch_fallback = on;
 	pthread_mutex_unlock(&h->mutex);
+}
+
+/* ---- change feed hooks (watch.c owns the feature) ------------------------ */
+
+pthread_mutex_t *
+storage_handle_mutex(storage_client *h)
+{
+	return &h->mutex;
+}
+
+storage_watch_ctl *
+storage_handle_watch(storage_client *h)
+{
+	return &h->watch;
+}
+
+storage_status
+storage_backend_watch(storage_client *h, const storage_watch_req *req)
+{
+	if (h->ops->watch == NULL)
+		return storage_error(h, STORAGE_INVALID_ARGUMENT,
+							 "the %s backend has no change feed: storage_watch is not supported",
+							 h->ops->name);
+	return h->ops->watch(h, h->state, req);
 }

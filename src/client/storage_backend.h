@@ -52,12 +52,15 @@
 #ifndef STORAGE_BACKEND_H
 #define STORAGE_BACKEND_H
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 
 #include "storage_client.h"
 
 struct storage_bucket_req;
 struct storage_bucket_res;
+struct storage_watch_req;
 
 typedef struct storage_backend_ops
 {
@@ -159,6 +162,15 @@ typedef struct storage_backend_ops
 	storage_status (*pipeline) (storage_client *h, void *state,
 								storage_op *const *ops, size_t n,
 								unsigned int flags);
+
+	/*
+	 * Optional change feed (NULL: storage_watch() says the backend has
+	 * none).  Unlike every other operation it is called WITHOUT the
+	 * handle's mutex (another thread may save meanwhile, the callback may
+	 * use the handle); see watch.c for what the front end guarantees.
+	 */
+	storage_status (*watch) (storage_client *h, void *state,
+							 const struct storage_watch_req *req);
 } storage_backend_ops;
 
 /* The bucket operations of storage_backend_ops.bucket. */
@@ -340,6 +352,75 @@ extern int	storage_dynamodb_test_signed_request(const char *url,
 												 size_t nheaders,
 												 const char *body);
 
+
+/* ---- change feed (watch.c) ---------------------------------------------- */
+
+/*
+ * A storage_watch() call as a backend's watch operation gets it: prefix is
+ * a string, fn non-NULL, slot the name set with storage_set_watch_slot()
+ * ("" if none; valid).  The backend calls storage_watch_deliver() for each
+ * event and stops when it returns true, and polls storage_watch_cancelled()
+ * at least every 100 ms while it waits.
+ */
+typedef struct storage_watch_req
+{
+	const char *prefix;
+	uint64_t	from_position;
+	storage_watch_fn fn;
+	void	   *arg;
+	const char *slot;
+} storage_watch_req;
+
+/* Run the callback; true if it asked to stop. */
+extern bool storage_watch_deliver(const storage_watch_req *req,
+								  const storage_watch_event *ev);
+
+/* true once storage_watch_cancel(h) was called (then the watch returns OK). */
+extern bool storage_watch_cancelled(storage_client *h);
+
+/* client.c: the handle's mutex (for a backend's watch, which runs without it) */
+extern pthread_mutex_t *storage_handle_mutex(storage_client *h);
+
+/*
+ * Per-handle watch state, embedded in the handle (client.c) and used by
+ * watch.c only.  Atomics: storage_watch_cancel() must be async-signal-safe.
+ */
+typedef struct storage_watch_ctl
+{
+	char		slot[64];		/* storage_set_watch_slot(), under h's mutex */
+	atomic_bool active;			/* a storage_watch() runs on the handle */
+	atomic_bool cancel;			/* storage_watch_cancel() pending */
+} storage_watch_ctl;
+
+/* client.c: the handle's watch control block */
+extern storage_watch_ctl *storage_handle_watch(storage_client *h);
+
+/* client.c: call h's backend watch operation, or refuse if it has none */
+extern storage_status storage_backend_watch(storage_client *h,
+											const storage_watch_req *req);
+
+/* memory backend's event log (backend_memory_watch.c) */
+typedef struct storage_memlog storage_memlog;
+extern storage_memlog *storage_memlog_new(void);
+extern void storage_memlog_free(storage_memlog *log);
+/*
+ * Record one event of the operation under way, after its change is made
+ * (false: out of memory; the position is then marked as lost, so watchers
+ * fail instead of missing it).
+ */
+extern bool storage_memlog_add(storage_memlog *log, storage_watch_op op,
+							   const storage_record *rec);
+/* end the operation: its events (if any) become one transaction at now */
+extern void storage_memlog_commit(storage_memlog *log, int64_t now);
+extern storage_status storage_memlog_watch(storage_client *h,
+										   storage_memlog *log,
+										   const storage_watch_req *req);
+
+/* postgresql backend: the live connection of a handle's state, for watch */
+struct pg_conn;
+extern struct pg_conn *storage_pg_conn(void *state);
+extern storage_status storage_pg_watch(storage_client *h, void *state,
+									   const storage_watch_req *req);
 
 /* ---- the backends ------------------------------------------------------ */
 

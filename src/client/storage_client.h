@@ -533,6 +533,114 @@ extern STORAGE_API storage_status storage_pipeline(storage_client *h,
 /* Free the results of ops[0..n-1] and zero them (the calls are kept). */
 extern STORAGE_API void storage_pipeline_clear(storage_op *ops, size_t n);
 
+/* ---- change feed --------------------------------------------------------- */
+
+/*
+ * storage_watch() calls a function for every change committed to the
+ * records whose id starts with a prefix, in commit order, from a position
+ * on, and blocks until the function asks it to stop, storage_watch_cancel()
+ * is called or an error ends it.
+ *
+ * Delivery is at least once.  A position is the commit position of a
+ * transaction (postgresql: the LSN of the end of its commit record; memory:
+ * a counter of the store's transactions): every event of one transaction
+ * has the same position, and event->last marks the last one.  Once the
+ * function has returned for the last event of a transaction, the
+ * transaction is confirmed and is not delivered again to the same watch
+ * (postgresql: the replication slot advances past it); a crash before
+ * that delivers the whole transaction again.  For exactly-once processing
+ * store event->position with the application's own data, in the same
+ * transaction, and pass the stored position as from_position when
+ * watching again: transactions at or before it are skipped.
+ *
+ * from_position 0: postgresql: from the slot's confirmed position (a new
+ * slot: the changes committed after it was created); memory: from the
+ * oldest change it still keeps.
+ *
+ * Backends:
+ *	 postgresql: a logical replication connection (replication=database,
+ *		derived from the handle's connection) to a slot of the storage
+ *		extension's output plugin, named with storage_set_watch_slot()
+ *		(required).  The slot is created when it does not exist and
+ *		from_position is 0; with from_position > 0 a missing slot is
+ *		STORAGE_NOT_FOUND (a new slot would silently skip the changes
+ *		since that position).  A lost connection or a server restart is
+ *		retried with back-off (0.1 s doubling to 5 s) and streaming resumes
+ *		after the last confirmed transaction; after 60 s without a
+ *		successful reconnection storage_watch returns STORAGE_BACKEND_ERROR
+ *		with storage_retryable() true.  An idle watch confirms the
+ *		server's keepalive positions, so it does not hold back WAL.
+ *		A slot nobody reads retains WAL for ever: drop it when the
+ *		consumer is retired (SELECT pg_drop_replication_slot('name')).
+ *	 memory: in-process; the store keeps its last 65,536 events (at most
+ *		64 MiB of ids, formats and values) for watchers: a watch that
+ *		starts before or falls behind the oldest of them fails with
+ *		STORAGE_NOT_FOUND.  Another thread may save through the same
+ *		handle while one watches; the callback may use the handle too.
+ *	 dir, dynamodb: STORAGE_INVALID_ARGUMENT (not supported).
+ *
+ * One watch at a time per handle; the callback runs in the calling thread
+ * without the handle's lock held.
+ */
+typedef enum storage_watch_op
+{
+	STORAGE_WATCH_PUT = 1,		/* a record was created or replaced */
+	STORAGE_WATCH_TOUCH,		/* only its expiry changed (a lock extended):
+								 * version and expires_at, no format/data */
+	STORAGE_WATCH_DELETE,		/* a live record was deleted */
+	STORAGE_WATCH_EXPIRE		/* an expired record was removed (purge or
+								 * delete) */
+} storage_watch_op;
+
+/*
+ * One change.  Every pointer is valid only during the callback (copy what
+ * you keep).  Fields may be added at the end in later releases.
+ */
+typedef struct storage_watch_event
+{
+	storage_watch_op op;
+	const char *id;				/* NUL-terminated */
+	int64_t		version;		/* the new version (PUT, TOUCH); 0 otherwise */
+	int64_t		expires_at;		/* PUT, TOUCH: usec since epoch or
+								 * STORAGE_NEVER; 0 otherwise */
+	const char *format;			/* PUT: NULL = no format; NULL otherwise */
+	const unsigned char *data;	/* PUT: NULL = no data; NULL otherwise */
+	size_t		data_len;
+	uint64_t	position;		/* commit position of the transaction */
+	int64_t		committed_at;	/* commit time, usec since epoch */
+	bool		last;			/* last event of its transaction */
+} storage_watch_event;
+
+/* Return 0 to go on, nonzero to make storage_watch() return STORAGE_OK. */
+typedef int (*storage_watch_fn) (void *arg, const storage_watch_event *ev);
+
+/*
+ * Watch the records whose id starts with prefix ("" = all) from the
+ * transaction after from_position on.  Returns STORAGE_OK when fn returned
+ * nonzero (the event counts as processed: if it was the last of its
+ * transaction, the transaction is confirmed) or the watch was cancelled.
+ */
+extern STORAGE_API storage_status storage_watch(storage_client *h,
+									const char *prefix,
+									uint64_t from_position,
+									storage_watch_fn fn, void *arg);
+
+/*
+ * Name the replication slot of h's watches (postgresql: required; 1..63
+ * characters of a-z, 0-9 and _, PostgreSQL's rule for slot names).  A slot
+ * is one consumer's durable position: give every consumer its own.  Other
+ * backends accept and ignore it.  NULL clears it.
+ */
+extern STORAGE_API storage_status storage_set_watch_slot(storage_client *h,
+											 const char *slot);
+
+/*
+ * Make the storage_watch() running on h (in another thread) return
+ * STORAGE_OK within about 100 ms; if none runs, the next one on h returns
+ * at once.  Async-signal-safe: may be called from a signal handler.
+ */
+extern STORAGE_API void storage_watch_cancel(storage_client *h);
+
 /* Free a buffer the library returned (get_val's value). */
 extern STORAGE_API void storage_free(void *p);
 extern STORAGE_API void storage_strings_free(char **strs, size_t n);

@@ -3133,6 +3133,433 @@ test_ddb_encode_save_many(void **state)
 	json_object_put(req);
 }
 
+/* ---- change feed (storage_watch) ------------------------------------------ */
+
+/* A callback that copies events until it has want of them. */
+typedef struct watched
+{
+	storage_watch_event *ev;
+	size_t		n;
+	size_t		want;
+	size_t		stop_at;		/* return 1 at this event (1-based), 0 = want */
+	storage_client *h;			/* fetch through it from the callback */
+} watched;
+
+static int
+collect(void *arg, const storage_watch_event *ev)
+{
+	watched    *w = arg;
+	storage_watch_event *c;
+
+	w->ev = realloc(w->ev, (w->n + 1) * sizeof(*ev));
+	assert_non_null(w->ev);
+	c = &w->ev[w->n++];
+	*c = *ev;
+	c->id = strdup(ev->id);
+	c->format = ev->format ? strdup(ev->format) : NULL;
+	c->data = NULL;
+	if (ev->data)
+	{
+		unsigned char *d = malloc(ev->data_len + 1);
+
+		assert_non_null(d);
+		memcpy(d, ev->data, ev->data_len);
+		c->data = d;
+	}
+	if (w->h)
+	{
+		storage_record r;
+		storage_status st = storage_fetch(w->h, ev->id, &r);
+
+		assert_true(st == STORAGE_OK || st == STORAGE_NOT_FOUND);
+		storage_record_clear(&r);
+	}
+	return w->n == (w->stop_at ? w->stop_at : w->want);
+}
+
+/*
+ * storage_watch, cancelled by a guard thread if it has not returned after
+ * 30 s: a missing event fails the test (the guard "fired") instead of
+ * hanging it.
+ */
+typedef struct watch_guard
+{
+	storage_client *h;
+	atomic_bool done;
+	atomic_bool fired;
+} watch_guard;
+
+static void *
+guard_main(void *arg)
+{
+	watch_guard *g = arg;
+
+	for (int i = 0; i < 600 && !atomic_load(&g->done); i++)
+		sleep_us(50 * STORAGE_MSEC);
+	if (!atomic_load(&g->done))
+	{
+		atomic_store(&g->fired, true);
+		storage_watch_cancel(g->h);
+	}
+	return NULL;
+}
+
+static storage_status
+watch_guarded(storage_client *h, const char *prefix, uint64_t from,
+			  storage_watch_fn fn, void *arg, bool *fired)
+{
+	watch_guard g = {.h = h};
+	pthread_t	th;
+	storage_status st;
+
+	if (pthread_create(&th, NULL, guard_main, &g) != 0)
+		return STORAGE_BACKEND_ERROR;
+	st = storage_watch(h, prefix, from, fn, arg);
+	atomic_store(&g.done, true);
+	pthread_join(th, NULL);
+	*fired = atomic_load(&g.fired);
+	return st;
+}
+
+/* A guarded watch that must end by its callback, not by the guard. */
+#define WATCH(h, prefix, from, fn, arg, expected) \
+	do { \
+		bool fired_; \
+		ST(h, watch_guarded(h, prefix, from, fn, arg, &fired_), expected); \
+		if (fired_) \
+			fail_msg("%s:%d: the watch was still waiting after 30 s (events missing)", \
+					 __FILE__, __LINE__); \
+	} while (0)
+
+static void
+watched_free(watched *w)
+{
+	for (size_t i = 0; i < w->n; i++)
+	{
+		free((void *) w->ev[i].id);
+		free((void *) w->ev[i].format);
+		free((void *) w->ev[i].data);
+	}
+	free(w->ev);
+	memset(w, 0, sizeof(*w));
+}
+
+static void
+assert_event(const storage_watch_event *ev, storage_watch_op op, const char *id,
+			 int64_t version, bool last)
+{
+	if (ev->op != op || strcmp(ev->id, id) != 0 || ev->version != version ||
+		ev->last != last)
+		fail_msg("event %d \"%s\" v%lld last=%d, want %d \"%s\" v%lld last=%d",
+				 ev->op, ev->id, (long long) ev->version, ev->last, op, id,
+				 (long long) version, last);
+}
+
+/* Arguments, and the backends without a change feed. */
+static void
+test_watch_args(void **state)
+{
+	fixture    *f = *state;
+	watched		w = {.want = 1};
+
+	ST(f->h, storage_watch(f->h, "", 0, NULL, &w), STORAGE_INVALID_ARGUMENT);
+	ST(f->h, storage_watch(f->h, NULL, 0, collect, &w), STORAGE_INVALID_ARGUMENT);
+	ST(NULL, storage_watch(NULL, "", 0, collect, &w), STORAGE_INVALID_ARGUMENT);
+	ST(f->h, storage_set_watch_slot(f->h, ""), STORAGE_INVALID_ARGUMENT);
+	ST(f->h, storage_set_watch_slot(f->h, "Upper"), STORAGE_INVALID_ARGUMENT);
+	ST(f->h, storage_set_watch_slot(f->h, "a-b"), STORAGE_INVALID_ARGUMENT);
+	ST(f->h, storage_set_watch_slot(f->h,
+									"a234567890123456789012345678901234567890123456789012345678901234"),
+	   STORAGE_INVALID_ARGUMENT);
+	ST(f->h, storage_set_watch_slot(f->h,
+									"a23456789012345678901234567890123456789012345678901234567890123"),
+	   STORAGE_OK);
+	ST(f->h, storage_set_watch_slot(f->h, NULL), STORAGE_OK);
+	if (strcmp(f->backend, "dir") == 0 || strcmp(f->backend, "dynamodb") == 0)
+	{
+		ST(f->h, storage_watch(f->h, "", 0, collect, &w), STORAGE_INVALID_ARGUMENT);
+		assert_non_null(strstr(storage_errmsg(f->h), "not supported"));
+	}
+	else if (strcmp(f->backend, "postgresql") == 0)
+	{
+		/* no slot named: refused before connecting */
+		ST(f->h, storage_watch(f->h, "", 0, collect, &w), STORAGE_INVALID_ARGUMENT);
+		assert_non_null(strstr(storage_errmsg(f->h), "storage_set_watch_slot"));
+	}
+	assert_int_equal(w.n, 0);
+	watched_free(&w);
+}
+
+/* Every kind of change, in commit order, one position per operation. */
+static void
+test_watch_kinds(void **state)
+{
+	fixture    *f = *state;
+	int64_t		t0 = atomic_load(&f->fake_now);
+	int64_t		fence;
+	bool		deleted;
+	storage_record many[2] = {{.id = "c"}, {.id = "d"}};
+	storage_record big = {.id = "f", .format = "bin"};
+	unsigned char *bytes = malloc(1024 * 1024);
+	watched		w = {.want = 13};
+
+	assert_non_null(bytes);
+	for (size_t i = 0; i < 1024 * 1024; i++)
+		bytes[i] = (unsigned char) (i * 7 + i / 251);
+	big.data = bytes;
+	big.data_len = 1024 * 1024;
+
+	ST(f->h, put(f->h, "a", "A", 0, 0, NULL), STORAGE_OK);	/* 1 */
+	ST(f->h, put(f->h, "a", "A", 0, 0, NULL), STORAGE_VERSION_CONFLICT);	/* nothing */
+	ST(f->h, put(f->h, "b", "B", -1, t0 + TICK, NULL), STORAGE_OK);	/* 2 */
+	ST(f->h, storage_save_many(f->h, many, 2, NULL), STORAGE_OK);	/* 3 */
+	ST(f->h, storage_delete(f->h, "a", &deleted), STORAGE_OK);	/* 4 */
+	ST(f->h, storage_delete(f->h, "a", &deleted), STORAGE_OK);	/* nothing */
+	advance(f, 2 * TICK);
+	ST(f->h, storage_delete(f->h, "b", &deleted), STORAGE_OK);	/* 5: expired */
+	assert_false(deleted);
+	ST(f->h, put(f->h, "e", NULL, -1, atomic_load(&f->fake_now) + TICK, NULL), STORAGE_OK);	/* 6 */
+	advance(f, 2 * TICK);
+	ST(f->h, storage_purge_expired(f->h, 0, NULL), STORAGE_OK);	/* 7 */
+	ST(f->h, storage_purge_expired(f->h, 0, NULL), STORAGE_OK);	/* nothing */
+	ST(f->h, storage_acquire_lock_fenced(f->h, "t", TICK, &fence), STORAGE_OK);	/* 8 */
+	ST(f->h, storage_extend_lock(f->h, "t", fence, 5 * TICK), STORAGE_OK);	/* 9 */
+	ST(f->h, storage_release_lock_fenced(f->h, "t", fence), STORAGE_OK);	/* 10 */
+	ST(f->h, storage_save(f->h, &big, -1), STORAGE_OK);	/* 11 */
+	ST(f->h, storage_delete_many(f->h, (const char *const[]) {"c", "d", "zz"}, 3, NULL),
+	   STORAGE_OK);				/* 12 */
+
+	WATCH(f->h, "", 0, collect, &w, STORAGE_OK);
+	assert_int_equal(w.n, 13);
+	assert_event(&w.ev[0], STORAGE_WATCH_PUT, "a", 1, true);
+	assert_non_null(w.ev[0].data);
+	assert_int_equal(w.ev[0].data_len, 1);
+	assert_memory_equal(w.ev[0].data, "A", 1);
+	assert_null(w.ev[0].format);
+	assert_int_equal(w.ev[0].expires_at, STORAGE_NEVER);
+	assert_int_equal(w.ev[0].committed_at, t0);
+	assert_event(&w.ev[1], STORAGE_WATCH_PUT, "b", 1, true);
+	assert_int_equal(w.ev[1].expires_at, t0 + TICK);
+	assert_event(&w.ev[2], STORAGE_WATCH_PUT, "c", 1, false);
+	assert_null(w.ev[2].data);	/* NULL data stays NULL */
+	assert_event(&w.ev[3], STORAGE_WATCH_PUT, "d", 1, true);
+	assert_int_equal(w.ev[2].position, w.ev[3].position);
+	assert_event(&w.ev[4], STORAGE_WATCH_DELETE, "a", 0, true);
+	assert_null(w.ev[4].data);
+	assert_event(&w.ev[5], STORAGE_WATCH_EXPIRE, "b", 0, true);
+	assert_int_equal(w.ev[5].committed_at, t0 + 2 * TICK);
+	assert_event(&w.ev[6], STORAGE_WATCH_PUT, "e", 1, true);
+	assert_event(&w.ev[7], STORAGE_WATCH_EXPIRE, "e", 0, true);
+	assert_event(&w.ev[8], STORAGE_WATCH_PUT, ".locks/t", fence, true);
+	assert_event(&w.ev[9], STORAGE_WATCH_TOUCH, ".locks/t", fence, true);
+	assert_int_equal(w.ev[9].expires_at, t0 + 4 * TICK + 5 * TICK);
+	assert_null(w.ev[9].data);
+	assert_event(&w.ev[10], STORAGE_WATCH_DELETE, ".locks/t", 0, true);
+	assert_event(&w.ev[11], STORAGE_WATCH_PUT, "f", 1, true);
+	assert_string_equal(w.ev[11].format, "bin");
+	assert_int_equal(w.ev[11].data_len, 1024 * 1024);
+	assert_memory_equal(w.ev[11].data, bytes, 1024 * 1024);
+	assert_event(&w.ev[12], STORAGE_WATCH_DELETE, "c", 0, false);	/* stopped within */
+	for (size_t i = 1; i < w.n; i++)
+		assert_true(w.ev[i].position >= w.ev[i - 1].position);
+	assert_int_equal(w.ev[11].position, w.ev[0].position + 10);
+	watched_free(&w);
+
+	/* again from the start: the same events, then the rest and a new one */
+	w.want = 15;
+	ST(f->h, put(f->h, "g", "G", -1, 0, NULL), STORAGE_OK);
+	WATCH(f->h, "", 0, collect, &w, STORAGE_OK);
+	assert_event(&w.ev[12], STORAGE_WATCH_DELETE, "c", 0, false);
+	assert_event(&w.ev[13], STORAGE_WATCH_DELETE, "d", 0, true);
+	assert_event(&w.ev[14], STORAGE_WATCH_PUT, "g", 1, true);
+	watched_free(&w);
+	free(bytes);
+}
+
+/* from_position skips the transactions at or before it, never a part of one */
+static void
+test_watch_resume(void **state)
+{
+	fixture    *f = *state;
+	storage_record many[3] = {{.id = "m1"}, {.id = "m2"}, {.id = "m3"}};
+	watched		w = {.want = 5};
+	uint64_t	pos[5];
+
+	ST(f->h, put(f->h, "a", "1", -1, 0, NULL), STORAGE_OK);
+	ST(f->h, storage_save_many(f->h, many, 3, NULL), STORAGE_OK);
+	ST(f->h, put(f->h, "b", "2", -1, 0, NULL), STORAGE_OK);
+	WATCH(f->h, "", 0, collect, &w, STORAGE_OK);
+	for (int i = 0; i < 5; i++)
+		pos[i] = w.ev[i].position;
+	watched_free(&w);
+	assert_true(pos[0] < pos[1] && pos[1] == pos[3] && pos[3] < pos[4]);
+
+	/* after the first transaction: the whole batch, then b */
+	w.want = 4;
+	WATCH(f->h, "", pos[0], collect, &w, STORAGE_OK);
+	assert_event(&w.ev[0], STORAGE_WATCH_PUT, "m1", 1, false);
+	assert_event(&w.ev[3], STORAGE_WATCH_PUT, "b", 1, true);
+	watched_free(&w);
+
+	/* after the batch: only b (a callback stopping at once) */
+	w.want = 1;
+	WATCH(f->h, "", pos[1], collect, &w, STORAGE_OK);
+	assert_int_equal(w.n, 1);
+	assert_event(&w.ev[0], STORAGE_WATCH_PUT, "b", 1, true);
+	watched_free(&w);
+
+	/* a position in the future: only what commits after it */
+	for (uint64_t p = pos[4] + 1; p <= pos[4] + 2; p++)
+		ST(f->h, put(f->h, "c", "3", -1, 0, NULL), STORAGE_OK);
+	w.want = 1;
+	WATCH(f->h, "", pos[4] + 1, collect, &w, STORAGE_OK);
+	assert_int_equal(w.ev[0].position, pos[4] + 2);
+	assert_event(&w.ev[0], STORAGE_WATCH_PUT, "c", 2, true);
+	watched_free(&w);
+}
+
+/* A prefix: only matching ids; last marks the last matching one. */
+static void
+test_watch_prefix(void **state)
+{
+	fixture    *f = *state;
+	storage_record mixed[4] = {{.id = "app/1"}, {.id = "other/1"}, {.id = "app/2"}, {.id = "other/2"}};
+	watched		w = {.want = 4};
+
+	ST(f->h, put(f->h, "other/0", "x", -1, 0, NULL), STORAGE_OK);
+	ST(f->h, storage_save_many(f->h, mixed, 4, NULL), STORAGE_OK);
+	ST(f->h, put(f->h, "ap", "x", -1, 0, NULL), STORAGE_OK);
+	ST(f->h, storage_delete(f->h, "app/1", NULL), STORAGE_OK);
+	ST(f->h, put(f->h, "app/", "x", -1, 0, NULL), STORAGE_OK);
+	WATCH(f->h, "app/", 0, collect, &w, STORAGE_OK);
+	assert_event(&w.ev[0], STORAGE_WATCH_PUT, "app/1", 1, false);
+	assert_event(&w.ev[1], STORAGE_WATCH_PUT, "app/2", 1, true);
+	assert_event(&w.ev[2], STORAGE_WATCH_DELETE, "app/1", 0, true);
+	assert_event(&w.ev[3], STORAGE_WATCH_PUT, "app/", 1, true);
+	watched_free(&w);
+}
+
+typedef struct watch_thread
+{
+	storage_client *h;
+	watched		w;
+	uint64_t	from;
+	storage_status st;
+} watch_thread;
+
+static void *
+watch_main(void *arg)
+{
+	watch_thread *t = arg;
+
+	bool		fired;
+
+	t->st = watch_guarded(t->h, "", t->from, collect, &t->w, &fired);
+	if (fired)
+		t->st = STORAGE_BACKEND_ERROR;
+	return NULL;
+}
+
+/*
+ * One thread watches while another saves through the same handle, and the
+ * callback reads through it too: every change arrives once, in order.
+ */
+static void
+test_watch_threads(void **state)
+{
+	fixture    *f = *state;
+	watch_thread t = {.h = f->h, .w = {.want = 3000, .h = f->h}};
+	pthread_t	th;
+	char		id[32];
+
+	assert_int_equal(pthread_create(&th, NULL, watch_main, &t), 0);
+	for (int i = 0; i < 1000; i++)
+	{
+		storage_record two[2] = {{.id = "x"}, {.id = "y"}};
+
+		snprintf(id, sizeof(id), "k%04d", i);
+		ST(f->h, put(f->h, id, id, -1, 0, NULL), STORAGE_OK);
+		ST(f->h, storage_save_many(f->h, two, 2, NULL), STORAGE_OK);
+	}
+	assert_int_equal(pthread_join(th, NULL), 0);
+	ST(f->h, t.st, STORAGE_OK);
+	assert_int_equal(t.w.n, 3000);
+	for (int i = 0; i < 1000; i++)
+	{
+		snprintf(id, sizeof(id), "k%04d", i);
+		assert_event(&t.w.ev[3 * i], STORAGE_WATCH_PUT, id, 1, true);
+		assert_event(&t.w.ev[3 * i + 1], STORAGE_WATCH_PUT, "x", i + 1, false);
+		assert_event(&t.w.ev[3 * i + 2], STORAGE_WATCH_PUT, "y", i + 1, true);
+		assert_int_equal(t.w.ev[3 * i].position + 1, t.w.ev[3 * i + 1].position);
+	}
+	watched_free(&t.w);
+}
+
+/* A callback that tries a second watch on its handle. */
+static int
+watch_again(void *arg, const storage_watch_event *ev)
+{
+	storage_client *h = arg;
+	watched		w = {.want = 1};
+
+	(void) ev;
+	ST(h, storage_watch(h, "", 0, collect, &w), STORAGE_INVALID_ARGUMENT);
+	assert_non_null(strstr(storage_errmsg(h), "already running"));
+	return 1;
+}
+
+/* Cancel: an idle watch returns; a cancel before the watch is kept for it. */
+static void
+test_watch_cancel(void **state)
+{
+	fixture    *f = *state;
+	watch_thread t = {.h = f->h, .w = {.want = 1}};
+	pthread_t	th;
+
+	/* (if the thread has not begun yet, the cancel waits for it: same end) */
+	assert_int_equal(pthread_create(&th, NULL, watch_main, &t), 0);
+	sleep_us(50 * STORAGE_MSEC);
+	storage_watch_cancel(f->h);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	ST(f->h, t.st, STORAGE_OK);
+	assert_int_equal(t.w.n, 0);
+
+	ST(f->h, put(f->h, "a", "1", -1, 0, NULL), STORAGE_OK);
+	storage_watch_cancel(f->h);
+	WATCH(f->h, "", 0, collect, &t.w, STORAGE_OK);
+	assert_int_equal(t.w.n, 0);
+	/* consumed: the next watch runs; one watch at a time per handle */
+	WATCH(f->h, "", 0, watch_again, f->h, STORAGE_OK);
+	WATCH(f->h, "", 0, collect, &t.w, STORAGE_OK);
+	assert_int_equal(t.w.n, 1);
+	watched_free(&t.w);
+}
+
+/* Bounded retention: a position older than what is kept fails loudly. */
+static void
+test_watch_retention(void **state)
+{
+	fixture    *f = *state;
+	watched		w = {.want = 1};
+	char		id[32];
+	int			n = 65536 + 100;
+
+	for (int i = 0; i < n; i++)
+	{
+		snprintf(id, sizeof(id), "r%d", i % 7);
+		ST(f->h, put(f->h, id, NULL, -1, 0, NULL), STORAGE_OK);
+	}
+	WATCH(f->h, "", 1, collect, &w, STORAGE_NOT_FOUND);
+	assert_non_null(strstr(storage_errmsg(f->h), "no longer kept"));
+	WATCH(f->h, "", 100, collect, &w, STORAGE_OK);
+	assert_int_equal(w.ev[0].position, 101);
+	watched_free(&w);
+	w.want = 1;
+	WATCH(f->h, "", 0, collect, &w, STORAGE_OK);
+	assert_int_equal(w.ev[0].position, 101);
+	watched_free(&w);
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -3174,6 +3601,7 @@ static const struct CMUnitTest common_tests[] = {
 	T(test_pipeline_atomic_mixed),
 	T(test_pipeline_long),
 	T(test_pipeline_args),
+	T(test_watch_args),
 };
 
 static const struct CMUnitTest dir_tests[] = {
@@ -3183,6 +3611,14 @@ static const struct CMUnitTest dir_tests[] = {
 	T(test_dir_misnamed_record),
 	T(test_dir_save_many_crash),
 	T(test_dir_fsync_failure),
+};
+static const struct CMUnitTest memory_tests[] = {
+	T(test_watch_kinds),
+	T(test_watch_resume),
+	T(test_watch_prefix),
+	T(test_watch_threads),
+	T(test_watch_cancel),
+	T(test_watch_retention),
 };
 static const struct CMUnitTest pg_tests[] = {T(test_pg_reconnect), T(test_pg_errors)};
 static const struct CMUnitTest pg_native_tests[] = {T(test_pg_server_buckets)};
@@ -3247,6 +3683,8 @@ main(int argc, char **argv)
 		ADD(common_tests);
 	if (strcmp(backend_name, "dir") == 0)
 		ADD(dir_tests);
+	if (strcmp(backend_name, "memory") == 0)
+		ADD(memory_tests);
 	if (strcmp(backend_name, "postgresql") == 0)
 	{
 		ADD(pg_tests);
