@@ -4,10 +4,12 @@ EXTENSION = storage
 MODULE_big = storage
 OBJS = \
 	src/storage.o \
+	src/guc.o \
 	src/clock.o \
 	src/ids.o \
 	src/relation.o \
 	src/records.o \
+	src/write.o \
 	src/direct.o \
 	src/purge.o \
 	src/guard.o \
@@ -15,8 +17,8 @@ OBJS = \
 	src/status.o \
 	src/worker.o \
 	src/yield.o \
-	src/buckets.o \
-	src/locks.o \
+	src/bucket_api.o \
+	src/lock_api.o \
 	src/feed.o \
 	src/feed_sql.o
 

@@ -25,6 +25,22 @@
 -- and uses the primary key (the regression test security_search_path
 -- checks the plans).
 --
+-- The liveness rule in SQL, the one the C functions apply (clock.c): a
+-- record is live if it never expires or expires later than now.  A plain
+-- IMMUTABLE SQL expression, so the planner inlines it into the inlined
+-- functions below: their plans are the same as with the condition spelled
+-- out (security_search_path checks them).  Like storage_now(), it reveals
+-- nothing and the inlined functions need it, so PUBLIC keeps EXECUTE.
+CREATE FUNCTION @extschema@.storage_live(expires_at timestamptz, now timestamptz)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT $1 IS NULL OR $1 OPERATOR(pg_catalog.>) $2
+$$;
+COMMENT ON FUNCTION @extschema@.storage_live(timestamptz, timestamptz) IS
+    'the liveness rule: true if a record with this expires_at is live at now (NULL never expires)';
+GRANT EXECUTE ON FUNCTION @extschema@.storage_live(timestamptz, timestamptz) TO PUBLIC;
+
 CREATE OR REPLACE FUNCTION @extschema@.storage_fetch(id text)
 RETURNS TABLE(id text, version bigint, expires_at timestamptz, format text, data bytea)
 LANGUAGE sql STABLE PARALLEL SAFE
@@ -32,8 +48,7 @@ AS $$
     SELECT r.id, r.version, r.expires_at, r.format, r.data
       FROM @extschema@.storage_records AS r
      WHERE r.id OPERATOR(pg_catalog.=) @extschema@.storage_check_id($1)
-       AND (r.expires_at IS NULL
-            OR r.expires_at OPERATOR(pg_catalog.>) @extschema@.storage_now())
+       AND @extschema@.storage_live(r.expires_at, @extschema@.storage_now())
 $$;
 
 CREATE OR REPLACE FUNCTION @extschema@.storage_list(prefix text)
@@ -44,8 +59,7 @@ AS $$
       FROM @extschema@.storage_records AS r
      WHERE r.id OPERATOR(pg_catalog.>=) $1
        AND r.id OPERATOR(pg_catalog.<) @extschema@.storage_prefix_end($1)
-       AND (r.expires_at IS NULL
-            OR r.expires_at OPERATOR(pg_catalog.>) @extschema@.storage_now())
+       AND @extschema@.storage_live(r.expires_at, @extschema@.storage_now())
      ORDER BY r.id
 $$;
 
@@ -56,8 +70,7 @@ AS $$
     SELECT r.id, r.version, r.expires_at, r.format, r.data
       FROM @extschema@.storage_records AS r
      WHERE r.id OPERATOR(pg_catalog.=) ANY (@extschema@.storage_check_ids($1))
-       AND (r.expires_at IS NULL
-            OR r.expires_at OPERATOR(pg_catalog.>) @extschema@.storage_now())
+       AND @extschema@.storage_live(r.expires_at, @extschema@.storage_now())
 $$;
 
 -- ==== fast paths: what the statements enforce ====
@@ -184,7 +197,7 @@ GRANT SELECT ON @extschema@.storage_status TO pg_monitor;
 -- ==== locks with fencing tokens ====
 
 -- Fencing tokens: every take of a lock draws the next value and stores it
--- as the lock record's version (see src/locks.c).  A sequence, not a
+-- as the lock record's version (see src/lock_api.c).  A sequence, not a
 -- counter in the lock record, because the record is deleted by a release
 -- or the purge; marked for pg_dump so that a restored database goes on
 -- above every token handed out before the dump.  Tokens start at 2:

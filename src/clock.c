@@ -7,7 +7,8 @@
  * (what clock_timestamp() returns), not by the start of the transaction or
  * statement: a long transaction must not keep seeing records that expired
  * meanwhile, and a lock waiter must see the holder's TTL run out.  Every C
- * path and every SQL function of the extension asks this one function.
+ * path and every SQL function of the extension asks this one function,
+ * and judges by the one liveness rule (stg_live in storage.h).
  *
  * For tests, a superuser may pin the clock with storage.test_now.
  *
@@ -32,22 +33,22 @@ static char *parsed_test_now = NULL;
 static TimestampTz parsed_test_value;
 
 TimestampTz
-storage_now(void)
+stg_now(void)
 {
-	if (storage_test_now == NULL || storage_test_now[0] == '\0')
+	if (stg_test_now == NULL || stg_test_now[0] == '\0')
 		return GetCurrentTimestamp();
 
-	if (parsed_test_now == NULL || strcmp(parsed_test_now, storage_test_now) != 0)
+	if (parsed_test_now == NULL || strcmp(parsed_test_now, stg_test_now) != 0)
 	{
 		Datum		d;
 
 		d = DirectFunctionCall3(timestamptz_in,
-								CStringGetDatum(storage_test_now),
+								CStringGetDatum(stg_test_now),
 								ObjectIdGetDatum(InvalidOid),
 								Int32GetDatum(-1));
 		if (parsed_test_now)
 			pfree(parsed_test_now);
-		parsed_test_now = MemoryContextStrdup(TopMemoryContext, storage_test_now);
+		parsed_test_now = MemoryContextStrdup(TopMemoryContext, stg_test_now);
 		parsed_test_value = DatumGetTimestampTz(d);
 	}
 	return parsed_test_value;
@@ -56,7 +57,7 @@ storage_now(void)
 Datum
 storage_now_sql(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TIMESTAMPTZ(storage_now());
+	PG_RETURN_TIMESTAMPTZ(stg_now());
 }
 
 PG_FUNCTION_INFO_V1(storage_expiry_slot);
@@ -78,9 +79,9 @@ PG_FUNCTION_INFO_V1(storage_expiry_slot);
  * after expires_at, which holds for any width.
  */
 TimestampTz
-storage_slot_end(TimestampTz ts)
+stg_slot_end(TimestampTz ts)
 {
-	int64		width = (int64) storage_expiry_slot_width * USECS_PER_SEC;
+	int64		width = (int64) stg_expiry_slot_width * USECS_PER_SEC;
 	int64		rem;
 	TimestampTz end;
 
@@ -109,7 +110,7 @@ storage_slot_end(TimestampTz ts)
  * (direct.c) fills the generated column with it.
  */
 bool
-storage_expiry_slot_of(bool expires_null, Datum expires, Datum *slot)
+stg_expiry_slot_of(bool expires_null, Datum expires, Datum *slot)
 {
 	TimestampTz ts;
 
@@ -118,7 +119,7 @@ storage_expiry_slot_of(bool expires_null, Datum expires, Datum *slot)
 	ts = DatumGetTimestampTz(expires);
 	if (TIMESTAMP_IS_NOEND(ts))
 		return false;			/* never expires, never purged */
-	*slot = TimestampTzGetDatum(storage_slot_end(ts));
+	*slot = TimestampTzGetDatum(stg_slot_end(ts));
 	return true;
 }
 
@@ -127,7 +128,7 @@ storage_expiry_slot(PG_FUNCTION_ARGS)
 {
 	Datum		slot;
 
-	if (!storage_expiry_slot_of(PG_ARGISNULL(0), PG_GETARG_DATUM(0), &slot))
+	if (!stg_expiry_slot_of(PG_ARGISNULL(0), PG_GETARG_DATUM(0), &slot))
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(slot);
 }
@@ -147,7 +148,7 @@ storage_expiry_slot(PG_FUNCTION_ARGS)
  * reach into the future.
  */
 bool
-storage_ttl_expiry(const Interval *ttl, TimestampTz now, bool zero_means_never,
+stg_ttl_expiry(const Interval *ttl, TimestampTz now, bool zero_means_never,
 				   TimestampTz *expires)
 {
 	if (ttl->month == 0 && ttl->day == 0 && ttl->time == 0 && zero_means_never)

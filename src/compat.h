@@ -38,17 +38,17 @@
  * one (it is the arbiter of speculative inserts).
  */
 #if PG_VERSION_NUM >= 180000
-#define storage_primary_key(rel)	RelationGetPrimaryKeyIndex((rel), false)
+#define stg_primary_key(rel)	RelationGetPrimaryKeyIndex((rel), false)
 #else
-#define storage_primary_key(rel)	RelationGetPrimaryKeyIndex(rel)
+#define stg_primary_key(rel)	RelationGetPrimaryKeyIndex(rel)
 #endif
 
 /* 18: index scans take an instrumentation struct (NULL: none) */
 #if PG_VERSION_NUM >= 180000
-#define storage_index_beginscan(heap, index, snapshot, nkeys, norderbys) \
+#define stg_index_beginscan(heap, index, snapshot, nkeys, norderbys) \
 	index_beginscan((heap), (index), (snapshot), NULL, (nkeys), (norderbys))
 #else
-#define storage_index_beginscan(heap, index, snapshot, nkeys, norderbys) \
+#define stg_index_beginscan(heap, index, snapshot, nkeys, norderbys) \
 	index_beginscan((heap), (index), (snapshot), (nkeys), (norderbys))
 #endif
 
@@ -59,17 +59,17 @@
  * indexes.  On 15 "some" always means all of them.
  */
 #if PG_VERSION_NUM >= 160000
-#define StorageIndexUpdate			TU_UpdateIndexes
-#define storage_no_index_update(u)	((u) == TU_None)
-#define storage_only_summarizing(u)	((u) == TU_Summarizing)
-#define storage_insert_index_tuples(rri, slot, estate, update, nodup, conflict, arbiters, summarizing) \
+#define StgIndexUpdate			TU_UpdateIndexes
+#define stg_no_index_update(u)	((u) == TU_None)
+#define stg_only_summarizing(u)	((u) == TU_Summarizing)
+#define stg_insert_index_tuples(rri, slot, estate, update, nodup, conflict, arbiters, summarizing) \
 	ExecInsertIndexTuples((rri), (slot), (estate), (update), (nodup), \
 						  (conflict), (arbiters), (summarizing))
 #else
-#define StorageIndexUpdate			bool
-#define storage_no_index_update(u)	(!(u))
-#define storage_only_summarizing(u)	false
-#define storage_insert_index_tuples(rri, slot, estate, update, nodup, conflict, arbiters, summarizing) \
+#define StgIndexUpdate			bool
+#define stg_no_index_update(u)	(!(u))
+#define stg_only_summarizing(u)	false
+#define stg_insert_index_tuples(rri, slot, estate, update, nodup, conflict, arbiters, summarizing) \
 	ExecInsertIndexTuples((rri), (slot), (estate), (update), (nodup), \
 						  (conflict), (arbiters))
 #endif

@@ -15,7 +15,7 @@
  * look-up, and INSERT ... ON CONFLICT (nodeModifyTable.c) for inserting
  * without ever raising unique_violation.
  *
- * Concurrency (READ COMMITTED only, see storage_writer_begin):
+ * Concurrency (READ COMMITTED only, see stg_writer_begin):
  *	- The look-up uses a dirty snapshot, which also shows row versions of
  *	  transactions still in progress; if the newest version is being
  *	  inserted, updated or deleted by one, we wait for it to finish and look
@@ -28,9 +28,9 @@
  *	  between, our tuple is killed and we start over, finding theirs.
  *
  * Anything this path does not reproduce exactly falls back to the SPI
- * statements in records.c and batch.c; storage_direct_refusal() below is
+ * statements in records.c and batch.c; stg_direct_refusal() below is
  * the one place that decides, for the writes and for the bucket readers
- * (buckets.c), and the view storage_write_path shows its verdicts.  The
+ * (bucket_api.c), and the view storage_write_path shows its verdicts.  The
  * regression tests core_paths and fast_paths run the operations through
  * both paths and compare the outcomes.
  *
@@ -66,23 +66,12 @@
 
 #include "storage.h"
 
-/* the records table's columns, in order (see the install script) */
-enum
-{
-	COL_ID,
-	COL_VERSION,
-	COL_EXPIRES_AT,
-	COL_FORMAT,
-	COL_DATA,
-	COL_PURGE_AFTER,
-	NUM_COLS
-};
 
 static const struct
 {
 	const char *name;
 	Oid			type;
-}			expected_cols[NUM_COLS] =
+}			expected_cols[STG_NUM_COLS] =
 {
 	{"id", TEXTOID},
 	{"version", INT8OID},
@@ -94,12 +83,12 @@ static const struct
 
 PG_FUNCTION_INFO_V1(storage_write_path);
 
-static int64 save_one(StorageWriter *w, const StorageSaveArgs *a,
-					  TimestampTz now, bool *live, int64 *actual);
-static bool touch_one(StorageWriter *w, text *id, bool expires_null,
-					  Datum expires, int64 expect, TimestampTz now);
+static StgWriteResult save_one(StgWriter *w, const StgSaveArgs *a,
+							   TimestampTz now);
+static StgWriteStatus touch_one(StgWriter *w, text *id, bool expires_null,
+								Datum expires, int64 expect, TimestampTz now);
 
-struct StorageWriter
+struct StgWriter
 {
 	Relation	rel;
 	Relation	pkey;			/* the primary key, for look-ups */
@@ -109,7 +98,7 @@ struct StorageWriter
 	TupleTableSlot *found;		/* the newest version of the record */
 	TupleTableSlot *newrow;		/* the version we write */
 
-	/* the forward walk of the primary key, see storage_writer_walk() */
+	/* the forward walk of the primary key, see stg_writer_walk() */
 	bool		in_order;		/* look-ups come in ascending id order */
 	IndexScanDesc walk;			/* NULL until the first look-up */
 	SnapshotData walk_snapshot; /* its dirty snapshot */
@@ -125,14 +114,14 @@ struct StorageWriter
 
 /*
  * What every look-up and write below relies on, checked in assertion-enabled
- * builds: the table and primary key that storage_writer_begin() accepted,
+ * builds: the table and primary key that stg_writer_begin() accepted,
  * still locked by us (the lock is what keeps their definition, and so
  * table_is_plain()'s verdict, from changing), a btree (the walk reads its
  * keys and order) that is immediate (the arbiter of speculative inserts),
  * and a transaction whose statements each take a fresh snapshot.
  */
 static void
-assert_writer(StorageWriter *w)
+assert_writer(StgWriter *w)
 {
 	Assert(w->rel->rd_rel->relkind == RELKIND_RELATION);
 	Assert(CheckRelationLockedByMe(w->rel, RowExclusiveLock, true));
@@ -154,10 +143,10 @@ shape_refusal(Relation rel)
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION)
 		return "the records table is not a plain table";
-	if (desc->natts != NUM_COLS || desc->constr == NULL ||
-		!OidIsValid(storage_primary_key(rel)))
+	if (desc->natts != STG_NUM_COLS || desc->constr == NULL ||
+		!OidIsValid(stg_primary_key(rel)))
 		return "the records table's columns or primary key differ from the installed ones";
-	for (i = 0; i < NUM_COLS; i++)
+	for (i = 0; i < STG_NUM_COLS; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 
@@ -165,7 +154,7 @@ shape_refusal(Relation rel)
 			strcmp(NameStr(att->attname), expected_cols[i].name) != 0)
 			return "the records table's columns or primary key differ from the installed ones";
 	}
-	if (TupleDescAttr(desc, COL_PURGE_AFTER)->attgenerated != ATTRIBUTE_GENERATED_STORED)
+	if (TupleDescAttr(desc, STG_COL_PURGE_AFTER)->attgenerated != ATTRIBUTE_GENERATED_STORED)
 		return "the records table's columns or primary key differ from the installed ones";
 	return NULL;
 }
@@ -174,7 +163,7 @@ shape_refusal(Relation rel)
  * What each operation's statement needs: its table privileges, and whether
  * it writes (then CheckCmdReplicaIdentity's commands).  The purge
  * statement's FOR UPDATE needs UPDATE, so the direct purge asks for it too;
- * its replica identity check is made in storage_direct_refusal.
+ * its replica identity check is made in stg_direct_refusal.
  */
 static const struct
 {
@@ -183,13 +172,13 @@ static const struct
 	bool		updates;
 	bool		deletes;
 	bool		writes;
-}			ops[STORAGE_NUM_OPS] =
+}			ops[STG_NUM_OPS] =
 {
-	[STORAGE_OP_SAVE] = {"save", ACL_SELECT | ACL_INSERT | ACL_UPDATE, true, false, true},
-	[STORAGE_OP_UPDATE] = {"versioned save, touch", ACL_SELECT | ACL_UPDATE, true, false, true},
-	[STORAGE_OP_DELETE] = {"delete", ACL_SELECT | ACL_DELETE, false, true, true},
-	[STORAGE_OP_PURGE] = {"purge", ACL_SELECT | ACL_UPDATE | ACL_DELETE, false, false, true},
-	[STORAGE_OP_READ] = {"bucket read", ACL_SELECT, false, false, false},
+	[STG_OP_SAVE] = {"save", ACL_SELECT | ACL_INSERT | ACL_UPDATE, true, false, true},
+	[STG_OP_UPDATE] = {"versioned save, touch", ACL_SELECT | ACL_UPDATE, true, false, true},
+	[STG_OP_DELETE] = {"delete", ACL_SELECT | ACL_DELETE, false, true, true},
+	[STG_OP_PURGE] = {"purge", ACL_SELECT | ACL_UPDATE | ACL_DELETE, false, false, true},
+	[STG_OP_READ] = {"bucket read", ACL_SELECT, false, false, false},
 };
 
 /*
@@ -240,18 +229,18 @@ deletes_refused_by_publication(Relation rel)
  * else why not (the caller then runs the statement).  Everything the
  * executor enforces around a statement on this table is either reproduced
  * by the fast path (constraints, unique and exclusion checks, the replica
- * identity check made by storage_writer_begin) or named here.  Only the
+ * identity check made by stg_writer_begin) or named here.  Only the
  * relcache entry, the role's privileges (syscache) and settings are read:
  * this runs on every call.
  */
 const char *
-storage_direct_refusal(Relation rel, StorageOp op)
+stg_direct_refusal(Relation rel, StgOp op)
 {
-	Assert(op >= 0 && op < STORAGE_NUM_OPS);
+	Assert(op >= 0 && op < STG_NUM_OPS);
 
 	if (ops[op].writes)
 	{
-		if (!storage_direct_writes)
+		if (!stg_direct_writes)
 			return "storage.direct_writes is off";
 		/* their snapshot rules and predicate locks */
 		if (IsolationUsesXactSnapshot())
@@ -289,24 +278,24 @@ storage_direct_refusal(Relation rel, StorageOp op)
 		if (rel->rd_rules != NULL)
 			return "the records table has rules";
 	}
-	if (op == STORAGE_OP_PURGE && deletes_refused_by_publication(rel))
+	if (op == STG_OP_PURGE && deletes_refused_by_publication(rel))
 		return "a publication of the records table refuses deletes (replica identity)";
 	return shape_refusal(rel);
 }
 
 /*
  * Opens the records table for direct writes, or returns NULL when the
- * caller must use its SPI statement instead (storage_direct_refusal).
+ * caller must use its SPI statement instead (stg_direct_refusal).
  */
-StorageWriter *
-storage_writer_begin(StorageOp op)
+StgWriter *
+stg_writer_begin(StgOp op)
 {
-	StorageWriter *w;
+	StgWriter  *w;
 	Relation	rel;
 
 	Assert(ops[op].writes);
-	rel = table_open(storage_records_relid(false), RowExclusiveLock);
-	if (storage_direct_refusal(rel, op) != NULL)
+	rel = table_open(stg_records_relid(false), RowExclusiveLock);
+	if (stg_direct_refusal(rel, op) != NULL)
 	{
 		table_close(rel, RowExclusiveLock);
 		return NULL;
@@ -331,9 +320,9 @@ storage_writer_begin(StorageOp op)
 	 */
 	CommandCounterIncrement();
 
-	w = palloc0(sizeof(StorageWriter));
+	w = palloc0(sizeof(StgWriter));
 	w->rel = rel;
-	w->pkey = index_open(storage_primary_key(rel), RowExclusiveLock);
+	w->pkey = index_open(stg_primary_key(rel), RowExclusiveLock);
 	w->estate = CreateExecutorState();
 	w->found = table_slot_create(rel, NULL);
 	w->newrow = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
@@ -353,10 +342,10 @@ storage_write_path(PG_FUNCTION_ARGS)
 	int			op;
 
 	InitMaterializedSRF(fcinfo, 0);
-	rel = table_open(storage_records_relid(false), AccessShareLock);
-	for (op = 0; op < STORAGE_NUM_OPS; op++)
+	rel = table_open(stg_records_relid(false), AccessShareLock);
+	for (op = 0; op < STG_NUM_OPS; op++)
 	{
-		const char *why = storage_direct_refusal(rel, op);
+		const char *why = stg_direct_refusal(rel, op);
 		Datum		values[3];
 		bool		nulls[3] = {false, false, why == NULL};
 
@@ -377,13 +366,31 @@ storage_write_path(PG_FUNCTION_ARGS)
  * quarter of a batched save's time.
  */
 void
-storage_writer_walk(StorageWriter *w)
+stg_writer_walk(StgWriter *w)
 {
 	w->in_order = true;
 }
 
+/*
+ * The table the writer has open and locked, and a slot of it that a
+ * caller's own scan may use between the writer's calls (the purge's).
+ */
+Relation
+stg_writer_relation(StgWriter *w)
+{
+	assert_writer(w);
+	return w->rel;
+}
+
+TupleTableSlot *
+stg_writer_slot(StgWriter *w)
+{
+	Assert(SLOT_PINS_NOTHING(w->found));
+	return w->found;
+}
+
 void
-storage_writer_end(StorageWriter *w)
+stg_writer_end(StgWriter *w)
 {
 	if (w->walk)
 		index_endscan(w->walk);
@@ -399,7 +406,7 @@ storage_writer_end(StorageWriter *w)
 
 /* The executor's view of the table, for index maintenance. */
 static ResultRelInfo *
-writer_rri(StorageWriter *w)
+writer_rri(StgWriter *w)
 {
 	if (w->rri == NULL)
 	{
@@ -419,7 +426,7 @@ writer_rri(StorageWriter *w)
  * there is none (or only versions that are dead for everyone).
  */
 static bool
-find_newest(StorageWriter *w, text *id)
+find_newest(StgWriter *w, text *id)
 {
 	assert_writer(w);
 	for (;;)
@@ -435,7 +442,7 @@ find_newest(StorageWriter *w, text *id)
 		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ,
 					PointerGetDatum(id));
 		key.sk_collation = w->pkey->rd_indcollation[0];
-		scan = storage_index_beginscan(w->rel, w->pkey, &dirty, 1, 0);
+		scan = stg_index_beginscan(w->rel, w->pkey, &dirty, 1, 0);
 		index_rescan(scan, &key, 1, NULL, 0);
 		found = index_getnext_slot(scan, ForwardScanDirection, w->found);
 		index_endscan(scan);
@@ -485,7 +492,7 @@ typedef enum
 
 /* Positions the walk before the first entry >= id, descending afresh. */
 static void
-walk_seek(StorageWriter *w, text *id)
+walk_seek(StgWriter *w, text *id)
 {
 	ScanKeyData key;
 
@@ -495,7 +502,7 @@ walk_seek(StorageWriter *w, text *id)
 		InitDirtySnapshot(w->walk_snapshot);
 		fmgr_info_copy(&w->walk_cmp, index_getprocinfo(w->pkey, 1, BTORDER_PROC),
 					   CurrentMemoryContext);
-		w->walk = storage_index_beginscan(w->rel, w->pkey, &w->walk_snapshot, 1, 0);
+		w->walk = stg_index_beginscan(w->rel, w->pkey, &w->walk_snapshot, 1, 0);
 		w->walk->xs_want_itup = true;
 	}
 	/* the scan refers to id until the next seek; batch ids outlive it */
@@ -509,7 +516,7 @@ walk_seek(StorageWriter *w, text *id)
 
 /* id compared with the key of the entry the walk read last */
 static int
-walk_compare(StorageWriter *w, text *id)
+walk_compare(StgWriter *w, text *id)
 {
 	bool		isnull;
 	Datum		key = index_getattr(w->walk->xs_itup, 1,
@@ -522,7 +529,7 @@ walk_compare(StorageWriter *w, text *id)
 
 /* Ends the walk, letting go of its pins; the next look-up starts afresh. */
 static void
-walk_end(StorageWriter *w)
+walk_end(StgWriter *w)
 {
 	ExecClearTuple(w->found);
 	index_endscan(w->walk);
@@ -530,7 +537,7 @@ walk_end(StorageWriter *w)
 }
 
 static WalkResult
-walk_find(StorageWriter *w, text *id)
+walk_find(StgWriter *w, text *id)
 {
 	int			steps = 0;
 
@@ -600,7 +607,7 @@ walk_find(StorageWriter *w, text *id)
  * to the dirty snapshot, or is busy.
  */
 static bool
-look_up(StorageWriter *w, text *id, bool first_try, bool absent_final)
+look_up(StgWriter *w, text *id, bool first_try, bool absent_final)
 {
 	if (w->walk && !first_try)
 		walk_end(w);			/* a retry may wait: no pins held meanwhile */
@@ -625,26 +632,26 @@ look_up(StorageWriter *w, text *id, bool first_try, bool absent_final)
  * constraint costs a catalog read per call; the install script has none.)
  */
 static void
-check_constraints(StorageWriter *w)
+check_constraints(StgWriter *w)
 {
 	TupleConstr *constr = w->rel->rd_att->constr;
 	TupleDesc	desc = RelationGetDescr(w->rel);
 	bool		run = constr->num_check > 0;
 	int			i;
 
-	for (i = 0; i < NUM_COLS && !run; i++)
+	for (i = 0; i < STG_NUM_COLS && !run; i++)
 		run = TupleDescAttr(desc, i)->attnotnull && w->newrow->tts_isnull[i];
 	if (run)
 		ExecConstraints(writer_rri(w), w->newrow, w->estate);
 }
 
 static bool
-found_is_live(StorageWriter *w, TimestampTz now)
+found_is_live(StgWriter *w, TimestampTz now)
 {
 	bool		isnull;
-	Datum		expires = slot_getattr(w->found, COL_EXPIRES_AT + 1, &isnull);
+	Datum		expires = slot_getattr(w->found, STG_COL_EXPIRES_AT + 1, &isnull);
 
-	return isnull || DatumGetTimestampTz(expires) > now;
+	return stg_live(isnull, expires, now);
 }
 
 /* heapam does not use it, but the table AM interface takes one */
@@ -656,26 +663,26 @@ current_snapshot(void)
 
 /* Fills w->newrow with the record to write. */
 static void
-build_row(StorageWriter *w, const StorageSaveArgs *a, int64 version)
+build_row(StgWriter *w, const StgSaveArgs *a, int64 version)
 {
 	TupleTableSlot *slot = w->newrow;
 	Datum	   *v = slot->tts_values;
 	bool	   *n = slot->tts_isnull;
 
 	ExecClearTuple(slot);
-	v[COL_ID] = PointerGetDatum(a->id);
-	n[COL_ID] = false;
-	v[COL_VERSION] = Int64GetDatum(version);
-	n[COL_VERSION] = false;
-	v[COL_EXPIRES_AT] = a->expires;
-	n[COL_EXPIRES_AT] = a->expires_null;
-	v[COL_FORMAT] = a->format;
-	n[COL_FORMAT] = a->format_null;
-	v[COL_DATA] = a->data;
-	n[COL_DATA] = a->data_null;
+	v[STG_COL_ID] = PointerGetDatum(a->id);
+	n[STG_COL_ID] = false;
+	v[STG_COL_VERSION] = Int64GetDatum(version);
+	n[STG_COL_VERSION] = false;
+	v[STG_COL_EXPIRES_AT] = a->expires;
+	n[STG_COL_EXPIRES_AT] = a->expires_null;
+	v[STG_COL_FORMAT] = a->format;
+	n[STG_COL_FORMAT] = a->format_null;
+	v[STG_COL_DATA] = a->data;
+	n[STG_COL_DATA] = a->data_null;
 	/* the generated column, computed by the function its expression calls */
-	n[COL_PURGE_AFTER] = !storage_expiry_slot_of(a->expires_null, a->expires,
-												 &v[COL_PURGE_AFTER]);
+	n[STG_COL_PURGE_AFTER] = !stg_expiry_slot_of(a->expires_null, a->expires,
+												 &v[STG_COL_PURGE_AFTER]);
 	ExecStoreVirtualTuple(slot);
 	check_constraints(w);
 }
@@ -686,7 +693,7 @@ build_row(StorageWriter *w, const StorageSaveArgs *a, int64 version)
  * deleted it: the caller starts over, and waits then, with the walk ended.
  */
 static bool
-lock_without_waiting(StorageWriter *w, ItemPointer tid)
+lock_without_waiting(StgWriter *w, ItemPointer tid)
 {
 	TM_FailureData tmfd;
 	TM_Result	res;
@@ -719,14 +726,14 @@ lock_without_waiting(StorageWriter *w, ItemPointer tid)
  * newest one (the caller starts over).
  */
 static bool
-update_found(StorageWriter *w, const StorageSaveArgs *a, int64 version)
+update_found(StgWriter *w, const StgSaveArgs *a, int64 version)
 {
 	ItemPointerData tid = w->found->tts_tid;
 	TM_FailureData tmfd;
 	LockTupleMode lockmode;
 	TM_Result	res;
 
-	StorageIndexUpdate update_indexes;
+	StgIndexUpdate update_indexes;
 
 	/* no buffer pin while heap_update possibly waits for a row lock */
 	ExecClearTuple(w->found);
@@ -765,10 +772,10 @@ update_found(StorageWriter *w, const StorageSaveArgs *a, int64 version)
 	}
 
 	/* not a HOT update: every index gets an entry for the new version */
-	if (!storage_no_index_update(update_indexes))
-		list_free(storage_insert_index_tuples(writer_rri(w), w->newrow, w->estate,
+	if (!stg_no_index_update(update_indexes))
+		list_free(stg_insert_index_tuples(writer_rri(w), w->newrow, w->estate,
 											  true, false, NULL, NIL,
-											  storage_only_summarizing(update_indexes)));
+											  stg_only_summarizing(update_indexes)));
 	return true;
 }
 
@@ -777,7 +784,7 @@ update_found(StorageWriter *w, const StorageSaveArgs *a, int64 version)
  * since we looked (the caller starts over and finds that row).
  */
 static bool
-insert_new(StorageWriter *w, const StorageSaveArgs *a)
+insert_new(StgWriter *w, const StgSaveArgs *a)
 {
 	ResultRelInfo *rri = writer_rri(w);
 	TransactionId xid = GetCurrentTransactionId();
@@ -791,7 +798,7 @@ insert_new(StorageWriter *w, const StorageSaveArgs *a)
 								   GetCurrentCommandId(true), 0, NULL, token);
 	/* the index entries point at the tuple just placed */
 	Assert(ItemPointerIsValid(&w->newrow->tts_tid));
-	list_free(storage_insert_index_tuples(rri, w->newrow, w->estate, false, true,
+	list_free(stg_insert_index_tuples(rri, w->newrow, w->estate, false, true,
 										  &conflict, w->arbiter, false));
 	table_tuple_complete_speculative(w->rel, w->newrow, token, !conflict);
 	SpeculativeInsertionLockRelease(xid);
@@ -803,83 +810,84 @@ insert_new(StorageWriter *w, const StorageSaveArgs *a)
  * memory context, emptied here; returns the context to switch back to.
  */
 static MemoryContext
-record_context(StorageWriter *w)
+record_context(StgWriter *w)
 {
 	ResetPerTupleExprContext(w->estate);
 	return MemoryContextSwitchTo(GetPerTupleMemoryContext(w->estate));
 }
 
 /*
- * Saves one record by the rules of storage_save().  Returns the new
- * version, or 0 when a check failed; then *live and *actual tell what the
- * newest version was (for the error message).
+ * Saves one record by the save rules (write.c's stg_save_verdict).  On
+ * failure the result tells what the newest version was, for the message.
  */
-int64
-storage_writer_save(StorageWriter *w, const StorageSaveArgs *a,
-					TimestampTz now, bool *live, int64 *actual)
+StgWriteResult
+stg_writer_save(StgWriter *w, const StgSaveArgs *a, TimestampTz now)
 {
 	MemoryContext oldcxt = record_context(w);
-	int64		version = save_one(w, a, now, live, actual);
+	StgWriteResult r = save_one(w, a, now);
 
 	MemoryContextSwitchTo(oldcxt);
-	return version;
+	return r;
 }
 
-static int64
-save_one(StorageWriter *w, const StorageSaveArgs *a, TimestampTz now,
-		 bool *live, int64 *actual)
+/* Whether the data of the version in w->found equals match. */
+static bool
+found_data_equals(StgWriter *w, bytea *match)
 {
+	bool		isnull;
+	Datum		data = slot_getattr(w->found, STG_COL_DATA + 1, &isnull);
+
+	return !isnull && DatumGetBool(DirectFunctionCall2(byteaeq, data,
+													   PointerGetDatum(match)));
+}
+
+static StgWriteResult
+save_one(StgWriter *w, const StgSaveArgs *a, TimestampTz now)
+{
+	bool		inserts = a->expect <= 0 && a->match_data == NULL;
 	bool		first_try = true;
 
 	for (;; first_try = false)
 	{
-		int64		version = 1;
+		StgWriteResult r = {0};
+		bool		found;
+		bool		matches = false;
 
 		CHECK_FOR_INTERRUPTS();
-		*live = false;
-		*actual = 0;
-
-		if (look_up(w, a->id, first_try, a->expect <= 0))
+		found = look_up(w, a->id, first_try, inserts);
+		if (found)
 		{
 			bool		isnull;
 
-			*live = found_is_live(w, now);
-			*actual = DatumGetInt64(slot_getattr(w->found, COL_VERSION + 1, &isnull));
-			if (*live)
-			{
-				if (a->expect == 0 || (a->expect > 0 && a->expect != *actual) ||
-					*actual == PG_INT64_MAX)
-				{
-					ExecClearTuple(w->found);
-					return 0;
-				}
-				version = *actual + 1;
-			}
-			else if (a->expect > 0)
-			{
-				ExecClearTuple(w->found);
-				return 0;
-			}
-			if (!update_found(w, a, version))
-				continue;
+			r.live = found_is_live(w, now);
+			r.actual = DatumGetInt64(slot_getattr(w->found, STG_COL_VERSION + 1, &isnull));
+			if (r.live && a->match_data != NULL)
+				matches = found_data_equals(w, a->match_data);
 		}
-		else if (a->expect > 0)
-			return 0;
-		else if (!insert_new(w, a))
+		r.status = stg_save_verdict(a, r.live, r.actual, matches, &r.version);
+		if (r.status != STG_WRITE_OK)
+		{
+			ExecClearTuple(w->found);
+			return r;
+		}
+		/* a compare-and-swap or versioned save never inserts */
+		Assert(found || inserts);
+		if (found ? !update_found(w, a, r.version) : !insert_new(w, a))
 			continue;
 
 		/* the next save in this statement must see this one */
 		CommandCounterIncrement();
-		return version;
+		return r;
 	}
 }
 
 /*
- * Deletes a record by the rules of storage_delete(): true if a live record
- * was deleted (an expired one is deleted too, but reports false).
+ * Deletes a record by the rules of stg_write_delete(): OK if a live record
+ * was deleted (an expired one is deleted too, but reports NOT_FOUND); with
+ * expect >= 1 only the live record at that version is deleted.
  */
-bool
-storage_writer_delete(StorageWriter *w, text *id, TimestampTz now)
+StgWriteStatus
+stg_writer_delete(StgWriter *w, text *id, int64 expect, TimestampTz now)
 {
 	bool		first_try = true;
 
@@ -889,11 +897,19 @@ storage_writer_delete(StorageWriter *w, text *id, TimestampTz now)
 		TM_FailureData tmfd;
 		TM_Result	res;
 		bool		live;
+		bool		isnull;
 
 		CHECK_FOR_INTERRUPTS();
 		if (!look_up(w, id, first_try, false))
-			return false;
+			return STG_WRITE_NOT_FOUND;
 		live = found_is_live(w, now);
+		if (expect >= 1 &&
+			(!live || DatumGetInt64(slot_getattr(w->found, STG_COL_VERSION + 1,
+												 &isnull)) != expect))
+		{
+			ExecClearTuple(w->found);
+			return STG_WRITE_NOT_FOUND;
+		}
 		tid = w->found->tts_tid;
 		ExecClearTuple(w->found);
 		Assert(SLOT_PINS_NOTHING(w->found) && ItemPointerIsValid(&tid));
@@ -908,189 +924,103 @@ storage_writer_delete(StorageWriter *w, text *id, TimestampTz now)
 		if (!live)
 			storage_feed_expired(id);
 		CommandCounterIncrement();
-		return live;
+		return live ? STG_WRITE_OK : STG_WRITE_NOT_FOUND;
 	}
 }
 
 /*
- * Moves a live record's expiry by the rules of storage_touch(); expect < 1
- * means any version.  True if touched.
+ * Moves a live record's expiry by the rules of stg_write_touch(); expect
+ * < 1 means any version.  OK if touched.
  */
-bool
-storage_writer_touch(StorageWriter *w, text *id, bool expires_null,
+StgWriteStatus
+stg_writer_touch(StgWriter *w, text *id, bool expires_null,
 					 Datum expires, int64 expect, TimestampTz now)
 {
 	MemoryContext oldcxt = record_context(w);
-	bool		touched = touch_one(w, id, expires_null, expires, expect, now);
+	StgWriteStatus st = touch_one(w, id, expires_null, expires, expect, now);
 
 	MemoryContextSwitchTo(oldcxt);
-	return touched;
+	return st;
 }
 
-static bool
-touch_one(StorageWriter *w, text *id, bool expires_null, Datum expires,
+/*
+ * The record in w->found as save arguments, to write it again with some
+ * fields changed.  The values are copied (an unchanged TOAST pointer stays
+ * one) because the old version's buffer is let go before the update.
+ */
+static void
+args_from_found(StgWriter *w, text *id, StgSaveArgs *a)
+{
+	TupleTableSlot *f = w->found;
+
+	slot_getallattrs(f);
+	memset(a, 0, sizeof(StgSaveArgs));
+	a->id = id;
+	a->expect = DatumGetInt64(f->tts_values[STG_COL_VERSION]);
+	a->data_null = f->tts_isnull[STG_COL_DATA];
+	a->data = a->data_null ? (Datum) 0 :
+		datumCopy(f->tts_values[STG_COL_DATA], false, -1);
+	a->format_null = f->tts_isnull[STG_COL_FORMAT];
+	a->format = a->format_null ? (Datum) 0 :
+		datumCopy(f->tts_values[STG_COL_FORMAT], false, -1);
+	a->expires_null = f->tts_isnull[STG_COL_EXPIRES_AT];
+	a->expires = f->tts_values[STG_COL_EXPIRES_AT];
+}
+
+static StgWriteStatus
+touch_one(StgWriter *w, text *id, bool expires_null, Datum expires,
 		  int64 expect, TimestampTz now)
 {
 	bool		first_try = true;
 
 	for (;; first_try = false)
 	{
-		StorageSaveArgs a;
+		StgSaveArgs a;
 		bool		isnull;
 		int64		version;
 
 		CHECK_FOR_INTERRUPTS();
 		if (!look_up(w, id, first_try, false))
-			return false;
-		version = DatumGetInt64(slot_getattr(w->found, COL_VERSION + 1, &isnull));
+			return STG_WRITE_NOT_FOUND;
+		version = DatumGetInt64(slot_getattr(w->found, STG_COL_VERSION + 1, &isnull));
 		if (!found_is_live(w, now) || (expect >= 1 && version != expect))
 		{
 			ExecClearTuple(w->found);
-			return false;
+			return STG_WRITE_NOT_FOUND;
 		}
-
-		/*
-		 * The new version keeps everything but expires_at; the values are
-		 * copied (an unchanged TOAST pointer stays one) because the old
-		 * version's buffer is let go before the update.
-		 */
-		slot_getallattrs(w->found);
-		a.id = id;
-		a.expect = version;
-		a.data_null = w->found->tts_isnull[COL_DATA];
-		a.data = a.data_null ? (Datum) 0 :
-			datumCopy(w->found->tts_values[COL_DATA], false, -1);
-		a.format_null = w->found->tts_isnull[COL_FORMAT];
-		a.format = a.format_null ? (Datum) 0 :
-			datumCopy(w->found->tts_values[COL_FORMAT], false, -1);
+		args_from_found(w, id, &a);
 		a.expires = expires;
 		a.expires_null = expires_null;
 		if (update_found(w, &a, version))
 		{
 			storage_feed_touched(id);
 			CommandCounterIncrement();
-			return true;
+			return STG_WRITE_OK;
 		}
 	}
 }
 
 /*
- * True if idx is the purge index the install script made: a valid btree on
- * purge_after alone, in the default order, and if partial then only
- * without the NULLs (which never expire anyway).
+ * Gives the record id the version "version" (stg_write_set_version): the
+ * row is this transaction's own, so no one else can replace it meanwhile.
+ * False if there is no such record.
  */
-static bool
-is_purge_index(Relation idx)
+bool
+stg_writer_set_version(StgWriter *w, text *id, int64 version)
 {
-	List	   *pred;
-	NullTest   *nt;
+	MemoryContext oldcxt = record_context(w);
+	StgSaveArgs a;
+	bool		done;
 
-	if (idx->rd_rel->relam != BTREE_AM_OID || !idx->rd_index->indisvalid ||
-		idx->rd_index->indnatts != 1 ||
-		idx->rd_index->indkey.values[0] != COL_PURGE_AFTER + 1 ||
-		idx->rd_opcintype[0] != TIMESTAMPTZOID ||
-		idx->rd_indoption[0] != 0 ||
-		idx->rd_opfamily[0] !=
-		get_opclass_family(GetDefaultOpClass(TIMESTAMPTZOID, BTREE_AM_OID)))
-		return false;
-	pred = RelationGetIndexPredicate(idx);
-	if (pred == NIL)
-		return true;
-	if (list_length(pred) != 1 || !IsA(linitial(pred), NullTest))
-		return false;
-	nt = linitial_node(NullTest, pred);
-	return nt->nulltesttype == IS_NOT_NULL && IsA(nt->arg, Var) &&
-		((Var *) nt->arg)->varattno == COL_PURGE_AFTER + 1;
-}
-
-static Relation
-open_purge_index(Relation rel)
-{
-	List	   *indexes = RelationGetIndexList(rel);
-	ListCell   *lc;
-
-	foreach(lc, indexes)
+	if (!look_up(w, id, true, false))
+		done = false;
+	else
 	{
-		Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
-
-		if (is_purge_index(idx))
-			return idx;
-		index_close(idx, RowExclusiveLock);
+		args_from_found(w, id, &a);
+		done = update_found(w, &a, version);
+		if (done)
+			CommandCounterIncrement();
 	}
-	return NULL;
-}
-
-/*
- * Deletes at most batch_size records expired at "now", in expiry slot
- * order from the slot *resume (updated to where this batch stopped), and
- * returns how many; -1 if the table has no purge index to walk (the
- * caller uses its statement).
- *
- * This is what the purge statement in purge.c does, with one write per
- * row instead of two: the statement locks its rows (FOR UPDATE SKIP
- * LOCKED) and then deletes them, while here the delete itself refuses,
- * without waiting, a row that another transaction is changing or has
- * changed since our snapshot; such a row is left for a later round, as
- * SKIP LOCKED leaves it.  The delete is of exactly the version whose
- * expires_at we checked, so a record saved again meanwhile is never
- * deleted.
- *
- * Starting each batch at the slot the previous one reached, rather than
- * at the beginning, keeps a round from re-reading the index entries of
- * every row it deleted before: they stay in the index until no snapshot
- * can see them, which an old open transaction can postpone indefinitely.
- */
-int64
-storage_writer_purge(StorageWriter *w, TimestampTz now, int batch_size,
-					 TimestampTz *resume)
-{
-	Relation	idx = open_purge_index(w->rel);
-	ScanKeyData keys[2];
-	Snapshot	snapshot;
-	IndexScanDesc scan;
-	CommandId	cid = GetCurrentCommandId(true);
-	int64		n = 0;
-
-	if (idx == NULL)
-		return -1;
-	ScanKeyInit(&keys[0], 1, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE,
-				TimestampTzGetDatum(*resume));
-	ScanKeyInit(&keys[1], 1, BTLessEqualStrategyNumber, F_TIMESTAMPTZ_LE,
-				TimestampTzGetDatum(storage_slot_end(now)));
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	/* only rows committed as expired are deleted; idx is locked as w->rel */
-	Assert(IsMVCCSnapshot(snapshot));
-	Assert(CheckRelationLockedByMe(idx, RowExclusiveLock, true));
-	assert_writer(w);
-	scan = storage_index_beginscan(w->rel, idx, snapshot, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-
-	while (n < batch_size &&
-		   index_getnext_slot(scan, ForwardScanDirection, w->found))
-	{
-		ItemPointerData tid = w->found->tts_tid;
-		TM_FailureData tmfd;
-		bool		isnull;
-
-		CHECK_FOR_INTERRUPTS();
-		/* only the slot still open holds live rows */
-		if (found_is_live(w, now))
-			continue;
-		*resume = DatumGetTimestampTz(slot_getattr(w->found,
-												   COL_PURGE_AFTER + 1, &isnull));
-		if (table_tuple_delete(w->rel, &tid, cid, snapshot, InvalidSnapshot,
-							   false, &tmfd, false) == TM_Ok)
-		{
-			storage_feed_expired(DatumGetTextPP(slot_getattr(w->found, COL_ID + 1,
-															 &isnull)));
-			n++;
-		}
-	}
-
-	ExecClearTuple(w->found);
-	index_endscan(scan);
-	UnregisterSnapshot(snapshot);
-	index_close(idx, NoLock);
-	CommandCounterIncrement();
-	return n;
+	MemoryContextSwitchTo(oldcxt);
+	return done;
 }

@@ -89,7 +89,7 @@ become_caller(const AsOwner *as)
 static char *
 watches_table(void)
 {
-	Oid			nsp = get_rel_namespace(storage_records_relid(false));
+	Oid			nsp = get_rel_namespace(stg_records_relid(false));
 
 	return quote_qualified_identifier(get_namespace_name(nsp), WATCHES_TABLE);
 }
@@ -110,7 +110,7 @@ run(const char *sql, int nargs, Oid *types, Datum *values, bool read_only)
 static Name
 slot_arg(FunctionCallInfo fcinfo)
 {
-	storage_require_arg(fcinfo, 0, "slot");
+	stg_require_arg(fcinfo, 0, "slot");
 	return PG_GETARG_NAME(0);
 }
 
@@ -189,7 +189,7 @@ storage_watch_create(PG_FUNCTION_ARGS)
 	bool		isnull;
 	XLogRecPtr	lsn;
 
-	storage_require_arg(fcinfo, 1, "prefix");
+	stg_require_arg(fcinfo, 1, "prefix");
 	prefix = PG_GETARG_TEXT_PP(1);
 	values[0] = NameGetDatum(slot);
 	values[1] = PointerGetDatum(prefix);
@@ -343,7 +343,7 @@ changes(FunctionCallInfo fcinfo, bool consume)
 	MemoryContext rowcxt;
 	uint64		i;
 
-	storage_require_arg(fcinfo, 1, "max_events");
+	stg_require_arg(fcinfo, 1, "max_events");
 	if (PG_GETARG_INT32(1) < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

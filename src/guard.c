@@ -118,7 +118,7 @@ count_live(Oid relid, TimestampTz now)
 		Datum		expires = slot_getattr(slot, attnum, &isnull);
 
 		CHECK_FOR_INTERRUPTS();
-		if (isnull || DatumGetTimestampTz(expires) > now)
+		if (stg_live(isnull, expires, now))
 			live++;
 	}
 	ExecDropSingleTupleTableSlot(slot);

@@ -18,7 +18,7 @@
 PG_FUNCTION_INFO_V1(storage_check_id_sql);
 
 void
-storage_require_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
+stg_require_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
 {
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
@@ -33,11 +33,11 @@ storage_require_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
  * the caller's subscripts.  A NULL array is 22004 when required, else n
  * is -1.
  */
-StorageArrayArg
-storage_array_arg(FunctionCallInfo fcinfo, int argno, const char *name,
+StgArrayArg
+stg_array_arg(FunctionCallInfo fcinfo, int argno, const char *name,
 				  bool required)
 {
-	StorageArrayArg a = {NULL, NULL, -1, 1};
+	StgArrayArg a = {NULL, NULL, -1, 1};
 	ArrayType  *arr;
 	int16		typlen;
 	bool		typbyval;
@@ -46,7 +46,7 @@ storage_array_arg(FunctionCallInfo fcinfo, int argno, const char *name,
 	if (PG_ARGISNULL(argno))
 	{
 		if (required)
-			storage_require_arg(fcinfo, argno, name);
+			stg_require_arg(fcinfo, argno, name);
 		return a;
 	}
 	arr = PG_GETARG_ARRAYTYPE_P(argno);
@@ -67,28 +67,28 @@ storage_array_arg(FunctionCallInfo fcinfo, int argno, const char *name,
  * bytes because that is what the Go provider and the client library count.
  */
 void
-storage_check_id(const char *what, const char *id, int len)
+stg_check_id(const char *what, const char *id, int len)
 {
 	if (len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must not be empty", what)));
-	if (len > STORAGE_MAX_ID_BYTES)
+	if (len > STG_MAX_ID_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s is too long", what),
 				 errdetail("The %s is %d bytes long; the limit is %d bytes.",
-						   what, len, STORAGE_MAX_ID_BYTES)));
+						   what, len, STG_MAX_ID_BYTES)));
 }
 
 text *
-storage_id_arg(FunctionCallInfo fcinfo, int argno)
+stg_id_arg(FunctionCallInfo fcinfo, int argno)
 {
 	text	   *id;
 
-	storage_require_arg(fcinfo, argno, "id");
+	stg_require_arg(fcinfo, argno, "id");
 	id = PG_GETARG_TEXT_PP(argno);
-	storage_check_id("id", VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id));
+	stg_check_id("id", VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id));
 	return id;
 }
 
@@ -100,7 +100,36 @@ storage_id_arg(FunctionCallInfo fcinfo, int argno)
 Datum
 storage_check_id_sql(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TEXT_P(storage_id_arg(fcinfo, 0));
+	PG_RETURN_TEXT_P(stg_id_arg(fcinfo, 0));
+}
+
+/*
+ * The name rule of the bucket API and the locks: why name is not a valid
+ * bucket element, key or lock token, or NULL if it is.  Names starting
+ * with "." are reserved for the extension (the locks live in ".locks").
+ * The bucket listings skip the ids whose names fail it, so what they show
+ * is exactly what the functions accept.
+ */
+const char *
+stg_name_problem(const char *name)
+{
+	if (name[0] == '\0')
+		return "It is empty.";
+	if (strchr(name, '/') != NULL)
+		return "It contains \"/\".";
+	if (name[0] == '.')
+		return "Names starting with \".\" are reserved.";
+	return NULL;
+}
+
+/* The id prefix || name (a bucket value, a lock), checked as an id. */
+text *
+stg_joined_id(const char *prefix, const char *name)
+{
+	char	   *id = psprintf("%s%s", prefix, name);
+
+	stg_check_id("joined id", id, strlen(id));
+	return cstring_to_text(id);
 }
 
 PG_FUNCTION_INFO_V1(storage_prefix_end);
@@ -122,10 +151,10 @@ storage_prefix_end(PG_FUNCTION_ARGS)
 	int			outlen;
 	text	   *result;
 
-	storage_require_arg(fcinfo, 0, "prefix");
+	stg_require_arg(fcinfo, 0, "prefix");
 	prefix = PG_GETARG_TEXT_PP(0);
 	len = VARSIZE_ANY_EXHDR(prefix);
-	outlen = Max(len + 1, STORAGE_MAX_ID_BYTES + 1);
+	outlen = Max(len + 1, STG_MAX_ID_BYTES + 1);
 	result = (text *) palloc(VARHDRSZ + outlen);
 	SET_VARSIZE(result, VARHDRSZ + outlen);
 	memcpy(VARDATA(result), VARDATA_ANY(prefix), len);

@@ -14,8 +14,8 @@
  * the slot still open is filtered by expires_at, so live rows are visited
  * only when they expire within the current slot.
  *
- * The work is done by the direct write path (storage_writer_purge in
- * direct.c: one delete per row, no statement); the statement below, which
+ * The work is done on the direct write path (purge_direct: one delete per
+ * row through a writer of direct.c, no statement); the statement, which
  * locks its rows with FOR UPDATE SKIP LOCKED and re-checks expires_at on
  * the newest version, serves where direct.c's rules send us to SPI.
  *
@@ -39,7 +39,18 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/nbtree.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_am.h"
+#include "commands/defrem.h"
+#include "nodes/primnodes.h"
+#include "storage/lmgr.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -78,6 +89,7 @@ PURGE_WHERE
 "    LIMIT $2 "
 "    FOR UPDATE SKIP LOCKED)) "
 "  AND r.expires_at OPERATOR(pg_catalog.<=) $1";
+static StgPlan purge_batch_plan;
 
 /* after a batch failed: its rows, in an order the round can resume from */
 static const char *const purge_candidates_sql =
@@ -85,6 +97,7 @@ static const char *const purge_candidates_sql =
 PURGE_WHERE
 "ORDER BY s.purge_after, s.id "
 "LIMIT $2";
+static StgPlan purge_candidates_plan;
 
 /* $1 now, $2 some of the candidates (tid[]) */
 static const char *const purge_tids_sql =
@@ -95,11 +108,12 @@ static const char *const purge_tids_sql =
 "      AND s.expires_at OPERATOR(pg_catalog.<=) $1 "
 "    FOR UPDATE SKIP LOCKED)) "
 "  AND r.expires_at OPERATOR(pg_catalog.<=) $1";
+static StgPlan purge_tids_plan;
 
 void
-storage_purge_round_init(StoragePurgeRound *round)
+stg_purge_round_init(StgPurgeRound *round)
 {
-	memset(round, 0, sizeof(StoragePurgeRound));
+	memset(round, 0, sizeof(StgPurgeRound));
 	round->resume = DT_NOBEGIN;
 }
 
@@ -183,7 +197,7 @@ execute_in_subxact(SPIPlanPtr plan, Datum *values, const char *nulls,
 }
 
 static void
-note_skipped(StoragePurgeRound *round, int64 rows, ErrorData *edata)
+note_skipped(StgPurgeRound *round, int64 rows, ErrorData *edata)
 {
 	round->skipped += rows;
 	snprintf(round->skip_reason, sizeof(round->skip_reason), "%s: %s",
@@ -197,7 +211,7 @@ note_skipped(StoragePurgeRound *round, int64 rows, ErrorData *edata)
  */
 static uint64
 purge_tids(TimestampTz now, ItemPointerData *tids, int n,
-		   StoragePurgeRound *round)
+		   StgPurgeRound *round)
 {
 	Oid			argtypes[2] = {TIMESTAMPTZOID, TIDARRAYOID};
 	Datum		values[2];
@@ -215,7 +229,7 @@ purge_tids(TimestampTz now, ItemPointerData *tids, int n,
 						  TYPALIGN_SHORT);
 	values[0] = TimestampTzGetDatum(now);
 	values[1] = PointerGetDatum(arr);
-	if (!execute_in_subxact(storage_plan(PLAN_PURGE_TIDS, purge_tids_sql,
+	if (!execute_in_subxact(stg_plan(&purge_tids_plan, purge_tids_sql,
 										 2, argtypes),
 							values, NULL, &deleted, &edata))
 	{
@@ -236,7 +250,7 @@ purge_tids(TimestampTz now, ItemPointerData *tids, int n,
  * the same rows again in (purge_after, id) order, deleted by halves.
  */
 static uint64
-purge_batch_spi(TimestampTz now, int batch_size, StoragePurgeRound *round)
+purge_batch_spi(TimestampTz now, int batch_size, StgPurgeRound *round)
 {
 	Oid			argtypes[5] = {TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID,
 	TIMESTAMPTZOID, TEXTOID};
@@ -254,7 +268,7 @@ purge_batch_spi(TimestampTz now, int batch_size, StoragePurgeRound *round)
 
 	values[0] = TimestampTzGetDatum(now);
 	values[1] = Int64GetDatum(batch_size);
-	values[2] = TimestampTzGetDatum(storage_slot_end(now));
+	values[2] = TimestampTzGetDatum(stg_slot_end(now));
 	values[3] = TimestampTzGetDatum(round->resume);
 	values[4] = (Datum) 0;
 	if (round->resume_has_id)
@@ -262,7 +276,7 @@ purge_batch_spi(TimestampTz now, int batch_size, StoragePurgeRound *round)
 		values[4] = CStringGetTextDatum(round->resume_id);
 		nulls[4] = ' ';
 	}
-	plan = storage_plan(PLAN_PURGE_BATCH, purge_batch_sql, 5, argtypes);
+	plan = stg_plan(&purge_batch_plan, purge_batch_sql, 5, argtypes);
 	if (execute_in_subxact(plan, values, nulls, &deleted, &edata))
 	{
 		round->more = deleted >= (uint64) batch_size;
@@ -270,7 +284,7 @@ purge_batch_spi(TimestampTz now, int batch_size, StoragePurgeRound *round)
 	}
 	FreeErrorData(edata);
 
-	plan = storage_plan(PLAN_PURGE_CANDIDATES, purge_candidates_sql, 5,
+	plan = stg_plan(&purge_candidates_plan, purge_candidates_sql, 5,
 						argtypes);
 	ret = SPI_execute_plan(plan, values, nulls, false, 0);
 	if (ret != SPI_OK_SELECT)
@@ -303,24 +317,147 @@ purge_batch_spi(TimestampTz now, int batch_size, StoragePurgeRound *round)
 }
 
 /*
+ * True if idx is the purge index the install script made: a valid btree on
+ * purge_after alone, in the default order, and if partial then only
+ * without the NULLs (which never expire anyway).
+ */
+static bool
+is_purge_index(Relation idx)
+{
+	List	   *pred;
+	NullTest   *nt;
+
+	if (idx->rd_rel->relam != BTREE_AM_OID || !idx->rd_index->indisvalid ||
+		idx->rd_index->indnatts != 1 ||
+		idx->rd_index->indkey.values[0] != STG_COL_PURGE_AFTER + 1 ||
+		idx->rd_opcintype[0] != TIMESTAMPTZOID ||
+		idx->rd_indoption[0] != 0 ||
+		idx->rd_opfamily[0] !=
+		get_opclass_family(GetDefaultOpClass(TIMESTAMPTZOID, BTREE_AM_OID)))
+		return false;
+	pred = RelationGetIndexPredicate(idx);
+	if (pred == NIL)
+		return true;
+	if (list_length(pred) != 1 || !IsA(linitial(pred), NullTest))
+		return false;
+	nt = linitial_node(NullTest, pred);
+	return nt->nulltesttype == IS_NOT_NULL && IsA(nt->arg, Var) &&
+		((Var *) nt->arg)->varattno == STG_COL_PURGE_AFTER + 1;
+}
+
+static Relation
+open_purge_index(Relation rel)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+
+	foreach(lc, indexes)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
+
+		if (is_purge_index(idx))
+			return idx;
+		index_close(idx, RowExclusiveLock);
+	}
+	return NULL;
+}
+
+/*
+ * Deletes at most batch_size records expired at "now", in expiry slot
+ * order from the slot *resume (updated to where this batch stopped), and
+ * returns how many; -1 if the table has no purge index to walk (the
+ * caller uses its statement).
+ *
+ * This is what the purge statement above does, with one write per
+ * row instead of two: the statement locks its rows (FOR UPDATE SKIP
+ * LOCKED) and then deletes them, while here the delete itself refuses,
+ * without waiting, a row that another transaction is changing or has
+ * changed since our snapshot; such a row is left for a later round, as
+ * SKIP LOCKED leaves it.  The delete is of exactly the version whose
+ * expires_at we checked, so a record saved again meanwhile is never
+ * deleted.
+ *
+ * Starting each batch at the slot the previous one reached, rather than
+ * at the beginning, keeps a round from re-reading the index entries of
+ * every row it deleted before: they stay in the index until no snapshot
+ * can see them, which an old open transaction can postpone indefinitely.
+ */
+static int64
+purge_direct(StgWriter *w, TimestampTz now, int batch_size,
+			 TimestampTz *resume)
+{
+	Relation	rel = stg_writer_relation(w);
+	TupleTableSlot *slot = stg_writer_slot(w);
+	Relation	idx = open_purge_index(rel);
+	ScanKeyData keys[2];
+	Snapshot	snapshot;
+	IndexScanDesc scan;
+	CommandId	cid = GetCurrentCommandId(true);
+	int64		n = 0;
+
+	if (idx == NULL)
+		return -1;
+	ScanKeyInit(&keys[0], 1, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE,
+				TimestampTzGetDatum(*resume));
+	ScanKeyInit(&keys[1], 1, BTLessEqualStrategyNumber, F_TIMESTAMPTZ_LE,
+				TimestampTzGetDatum(stg_slot_end(now)));
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	/* only rows committed as expired are deleted; idx is locked as rel */
+	Assert(IsMVCCSnapshot(snapshot));
+	Assert(CheckRelationLockedByMe(idx, RowExclusiveLock, true));
+	scan = stg_index_beginscan(rel, idx, snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+
+	while (n < batch_size &&
+		   index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		ItemPointerData tid = slot->tts_tid;
+		TM_FailureData tmfd;
+		bool		isnull;
+		Datum		expires = slot_getattr(slot, STG_COL_EXPIRES_AT + 1, &isnull);
+
+		CHECK_FOR_INTERRUPTS();
+		/* only the slot still open holds live rows */
+		if (stg_live(isnull, expires, now))
+			continue;
+		*resume = DatumGetTimestampTz(slot_getattr(slot, STG_COL_PURGE_AFTER + 1,
+												   &isnull));
+		if (table_tuple_delete(rel, &tid, cid, snapshot, InvalidSnapshot,
+							   false, &tmfd, false) == TM_Ok)
+		{
+			storage_feed_expired(DatumGetTextPP(slot_getattr(slot, STG_COL_ID + 1,
+															 &isnull)));
+			n++;
+		}
+	}
+
+	ExecClearTuple(slot);
+	index_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	index_close(idx, NoLock);
+	CommandCounterIncrement();
+	return n;
+}
+
+/*
  * Deletes at most batch_size records that are expired at "now" and returns
  * how many it deleted; skips the rows that cannot be deleted and notes
  * them in *round, which also says whether to go on (round->more).  Uses
- * the direct write path (storage_writer_purge) unless direct.c's rules
+ * the direct write path (purge_direct) unless direct.c's rules
  * send it to SPI.  Must be called inside SPI_connect().
  */
 uint64
-storage_purge_batch(TimestampTz now, int batch_size, StoragePurgeRound *round)
+stg_purge_batch(TimestampTz now, int batch_size, StgPurgeRound *round)
 {
-	StorageWriter *w;
+	StgWriter  *w;
 
 	Assert(batch_size > 0);
-	w = storage_writer_begin(STORAGE_OP_PURGE);
+	w = stg_writer_begin(STG_OP_PURGE);
 	if (w != NULL)
 	{
-		int64		n = storage_writer_purge(w, now, batch_size, &round->resume);
+		int64		n = purge_direct(w, now, batch_size, &round->resume);
 
-		storage_writer_end(w);
+		stg_writer_end(w);
 		if (n >= 0)
 		{
 			/* it runs no code per row: it skips nothing, resumes by slot */
@@ -345,8 +482,8 @@ storage_purge_expired(PG_FUNCTION_ARGS)
 {
 	int64		max_rows = -1;
 	int64		total = 0;
-	TimestampTz now = storage_now();
-	StoragePurgeRound round;
+	TimestampTz now = stg_now();
+	StgPurgeRound round;
 
 	if (!PG_ARGISNULL(0))
 	{
@@ -358,18 +495,18 @@ storage_purge_expired(PG_FUNCTION_ARGS)
 					 errhint("Pass NULL to purge every expired record.")));
 	}
 
-	storage_purge_round_init(&round);
+	stg_purge_round_init(&round);
 	SPI_connect();
 	for (;;)
 	{
-		int			batch = storage_purge_batch_size;
+		int			batch = stg_purge_batch_size;
 
 		CHECK_FOR_INTERRUPTS();
 		if (max_rows >= 0 && max_rows - total < batch)
 			batch = (int) (max_rows - total);
 		if (batch <= 0)
 			break;
-		total += storage_purge_batch(now, batch, &round);
+		total += stg_purge_batch(now, batch, &round);
 		if (!round.more)
 			break;
 	}

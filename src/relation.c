@@ -37,7 +37,7 @@
 static Oid	cached_relid = InvalidOid;
 static char *cached_table_name = NULL;
 static char *cached_schema_name = NULL;
-static SPIPlanPtr plans[STORAGE_NUM_PLANS];
+static StgPlan *prepared = NULL;	/* the plans to throw away */
 static bool cache_stale = true;
 static bool callback_registered = false;
 
@@ -132,13 +132,14 @@ rebuild_cache(bool missing_ok)
 	Oid			extoid;
 	Oid			nspoid;
 	Oid			relid;
-	int			i;
-
-	for (i = 0; i < STORAGE_NUM_PLANS; i++)
+	while (prepared != NULL)
 	{
-		if (plans[i])
-			SPI_freeplan(plans[i]);
-		plans[i] = NULL;
+		StgPlan    *slot = prepared;
+
+		prepared = slot->next;
+		SPI_freeplan(slot->plan);
+		slot->plan = NULL;
+		slot->next = NULL;
 	}
 	if (cached_table_name)
 		pfree(cached_table_name);
@@ -197,7 +198,7 @@ rebuild_cache(bool missing_ok)
 
 /* The records table's schema-qualified, quoted name. */
 const char *
-storage_records_table(void)
+stg_records_table(void)
 {
 	if (cache_stale)
 		rebuild_cache(false);
@@ -205,7 +206,7 @@ storage_records_table(void)
 }
 
 Oid
-storage_records_relid(bool missing_ok)
+stg_records_relid(bool missing_ok)
 {
 	if (cache_stale && !rebuild_cache(missing_ok))
 		return InvalidOid;
@@ -213,20 +214,19 @@ storage_records_relid(bool missing_ok)
 }
 
 /*
- * Returns the saved plan "which", preparing it on first use.  query_fmt has
+ * Returns the saved plan of slot, preparing it on first use.  query_fmt has
  * every occurrence of the table written as %1$s, and of the extension's
  * schema (for its functions) as %2$s.  Must be called inside SPI_connect().
  */
 SPIPlanPtr
-storage_plan(StoragePlanId which, const char *query_fmt, int nargs,
-			 Oid *argtypes)
+stg_plan(StgPlan *slot, const char *query_fmt, int nargs, Oid *argtypes)
 {
-	const char *table = storage_records_table();
+	const char *table = stg_records_table();
 	SPIPlanPtr	plan;
 	char	   *query;
 
-	if (plans[which])
-		return plans[which];
+	if (slot->plan)
+		return slot->plan;
 
 	query = psprintf(query_fmt, table, cached_schema_name);
 	plan = SPI_prepare(query, nargs, argtypes);
@@ -235,7 +235,9 @@ storage_plan(StoragePlanId which, const char *query_fmt, int nargs,
 			 query, SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "SPI_keepplan failed");
-	plans[which] = plan;
+	slot->plan = plan;
+	slot->next = prepared;
+	prepared = slot;
 	pfree(query);
 	return plan;
 }

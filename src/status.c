@@ -4,7 +4,7 @@
  *	  The extension's shared memory: the expiry worker's state, one slot
  *	  per database it serves, shown to SQL by storage_worker_status() (the
  *	  storage_status view is built on it), and the condition variables
- *	  that wake lock waiters (locks.c).
+ *	  that wake lock waiters (lock_api.c).
  *
  * Exists only when the library is in shared_preload_libraries; without
  * it, storage_worker_status() reports "not running" and lock waiters
@@ -24,7 +24,6 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
-#include "storage/spin.h"
 #include "utils/builtins.h"
 
 #include "storage.h"
@@ -34,22 +33,26 @@ PG_FUNCTION_INFO_V1(storage_worker_loaded);
 PG_FUNCTION_INFO_V1(storage_expiry_notice);
 PG_FUNCTION_INFO_V1(storage_record_counts);
 
-/* storage.status_slots, fixed at server start: the size of slots[] */
-int			storage_status_slots = 128;
+#define STATUS_TRANCHE "storage status"
 
+/*
+ * lock guards launcher_pid and slots[]: shared to read, exclusive to
+ * change.  An LWLock rather than a spinlock because the slot loops are
+ * storage.status_slots long.
+ */
 typedef struct StatusShared
 {
-	slock_t		mutex;
+	LWLock	   *lock;
 	pid_t		launcher_pid;
-	ConditionVariable lock_cv[STORAGE_LOCK_CV_SLOTS];
-	StorageDbStatus slots[FLEXIBLE_ARRAY_MEMBER];
+	ConditionVariable lock_cv[STG_LOCK_CV_SLOTS];
+	StgDbStatus slots[FLEXIBLE_ARRAY_MEMBER];
 } StatusShared;
 
 #define STATUS_SHARED_SIZE \
 	add_size(offsetof(StatusShared, slots), \
-			 mul_size(storage_status_slots, sizeof(StorageDbStatus)))
+			 mul_size(stg_status_slots, sizeof(StgDbStatus)))
 
-bool		storage_preloaded = false;
+bool		stg_preloaded = false;
 static StatusShared *shared = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
@@ -61,6 +64,7 @@ status_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(STATUS_SHARED_SIZE));
+	RequestNamedLWLockTranche(STATUS_TRANCHE, 1);
 }
 
 static void
@@ -77,8 +81,8 @@ status_shmem_startup(void)
 		int			i;
 
 		memset(shared, 0, STATUS_SHARED_SIZE);
-		SpinLockInit(&shared->mutex);
-		for (i = 0; i < STORAGE_LOCK_CV_SLOTS; i++)
+		shared->lock = &(GetNamedLWLockTranche(STATUS_TRANCHE))->lock;
+		for (i = 0; i < STG_LOCK_CV_SLOTS; i++)
 			ConditionVariableInit(&shared->lock_cv[i]);
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -90,16 +94,16 @@ status_shmem_startup(void)
  * another token: waiters always re-check.
  */
 ConditionVariable *
-storage_lock_cv(uint32 hash)
+stg_lock_cv(uint32 hash)
 {
-	return shared ? &shared->lock_cv[hash % STORAGE_LOCK_CV_SLOTS] : NULL;
+	return shared ? &shared->lock_cv[hash % STG_LOCK_CV_SLOTS] : NULL;
 }
 
 /* Called from _PG_init while shared_preload_libraries is processed. */
 void
-storage_status_init(void)
+stg_status_init(void)
 {
-	storage_preloaded = true;
+	stg_preloaded = true;
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = status_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
@@ -107,11 +111,11 @@ storage_status_init(void)
 }
 
 void
-storage_status_set_launcher(pid_t pid)
+stg_status_set_launcher(pid_t pid)
 {
-	SpinLockAcquire(&shared->mutex);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	shared->launcher_pid = pid;
-	SpinLockRelease(&shared->mutex);
+	LWLockRelease(shared->lock);
 }
 
 /*
@@ -119,15 +123,15 @@ storage_status_set_launcher(pid_t pid)
  * database has none.
  */
 bool
-storage_status_get(Oid dboid, StorageDbStatus *out)
+stg_status_get(Oid dboid, StgDbStatus *out)
 {
 	bool		found = false;
 	int			i;
 
 	if (shared == NULL)
 		return false;
-	SpinLockAcquire(&shared->mutex);
-	for (i = 0; i < storage_status_slots && !found; i++)
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (i = 0; i < stg_status_slots && !found; i++)
 	{
 		if (shared->slots[i].dboid == dboid)
 		{
@@ -135,7 +139,7 @@ storage_status_get(Oid dboid, StorageDbStatus *out)
 			found = true;
 		}
 	}
-	SpinLockRelease(&shared->mutex);
+	LWLockRelease(shared->lock);
 	return found;
 }
 
@@ -145,39 +149,39 @@ storage_status_get(Oid dboid, StorageDbStatus *out)
  * not backed off: see worker.c).
  */
 void
-storage_status_put(const StorageDbStatus *st)
+stg_status_put(const StgDbStatus *st)
 {
 	int			i;
 	int			free_slot = -1;
 
-	SpinLockAcquire(&shared->mutex);
-	for (i = 0; i < storage_status_slots; i++)
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < stg_status_slots; i++)
 	{
 		if (shared->slots[i].dboid == st->dboid)
 			break;
 		if (free_slot < 0 && shared->slots[i].dboid == InvalidOid)
 			free_slot = i;
 	}
-	if (i == storage_status_slots)
+	if (i == stg_status_slots)
 		i = free_slot;
 	if (i >= 0)
 		shared->slots[i] = *st;
-	SpinLockRelease(&shared->mutex);
+	LWLockRelease(shared->lock);
 }
 
 /* Frees the slot of a database that no longer has the extension. */
 void
-storage_status_forget(Oid dboid)
+stg_status_forget(Oid dboid)
 {
 	int			i;
 
-	SpinLockAcquire(&shared->mutex);
-	for (i = 0; i < storage_status_slots; i++)
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < stg_status_slots; i++)
 	{
 		if (shared->slots[i].dboid == dboid)
-			memset(&shared->slots[i], 0, sizeof(StorageDbStatus));
+			memset(&shared->slots[i], 0, sizeof(StgDbStatus));
 	}
-	SpinLockRelease(&shared->mutex);
+	LWLockRelease(shared->lock);
 }
 
 /*
@@ -187,19 +191,19 @@ storage_status_forget(Oid dboid)
  * and new databases would find none.
  */
 void
-storage_status_keep_only(List *dboids)
+stg_status_keep_only(List *dboids)
 {
 	int			i;
 
-	SpinLockAcquire(&shared->mutex);
-	for (i = 0; i < storage_status_slots; i++)
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < stg_status_slots; i++)
 	{
 		Oid			dboid = shared->slots[i].dboid;
 
 		if (OidIsValid(dboid) && !list_member_oid(dboids, dboid))
-			memset(&shared->slots[i], 0, sizeof(StorageDbStatus));
+			memset(&shared->slots[i], 0, sizeof(StgDbStatus));
 	}
-	SpinLockRelease(&shared->mutex);
+	LWLockRelease(shared->lock);
 }
 
 static bool notice_due = false;
@@ -228,7 +232,7 @@ storage_expiry_notice(PG_FUNCTION_ARGS)
 {
 	static bool registered = false;
 
-	if (storage_preloaded)
+	if (stg_preloaded)
 		PG_RETURN_VOID();
 	if (!registered)
 	{
@@ -243,7 +247,7 @@ storage_expiry_notice(PG_FUNCTION_ARGS)
 Datum
 storage_worker_loaded(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(storage_preloaded);
+	PG_RETURN_BOOL(stg_preloaded);
 }
 
 /*
@@ -262,7 +266,7 @@ storage_worker_status(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	Datum		values[WORKER_STATUS_COLS];
 	bool		nulls[WORKER_STATUS_COLS];
-	StorageDbStatus st;
+	StgDbStatus st;
 	pid_t		launcher = 0;
 	bool		have;
 	int			i;
@@ -281,15 +285,15 @@ storage_worker_status(PG_FUNCTION_ARGS)
 
 	if (shared != NULL)
 	{
-		SpinLockAcquire(&shared->mutex);
+		LWLockAcquire(shared->lock, LW_SHARED);
 		launcher = shared->launcher_pid;
-		SpinLockRelease(&shared->mutex);
+		LWLockRelease(shared->lock);
 	}
 
-	have = storage_status_get(MyDatabaseId, &st);
-	if (!storage_preloaded)
+	have = stg_status_get(MyDatabaseId, &st);
+	if (!stg_preloaded)
 		values[0] = CStringGetTextDatum("not running: storage is not in shared_preload_libraries");
-	else if (!storage_autopurge)
+	else if (!stg_autopurge)
 		values[0] = CStringGetTextDatum("disabled: storage.autopurge is off");
 	else if (launcher == 0)
 		values[0] = CStringGetTextDatum("not running: launcher not started (hot standby, or starting)");
@@ -345,7 +349,7 @@ static const char *const count_expired_sql =
 
 static const char *const count_live_sql =
 "SELECT pg_catalog.count(*) FROM %s AS r "
-"WHERE r.expires_at IS NULL OR r.expires_at OPERATOR(pg_catalog.>) $1";
+"WHERE " LIVE("r", "$1");
 
 static int64
 count_records(const char *query_fmt, Datum *args)
@@ -354,7 +358,7 @@ count_records(const char *query_fmt, Datum *args)
 	bool		isnull;
 	int			ret;
 
-	ret = SPI_execute_with_args(psprintf(query_fmt, storage_records_table()),
+	ret = SPI_execute_with_args(psprintf(query_fmt, stg_records_table()),
 								2, argtypes, args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not count records: %s", SPI_result_code_string(ret));
@@ -380,10 +384,10 @@ storage_record_counts(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	relid = storage_records_relid(true);
+	relid = stg_records_relid(true);
 	if (OidIsValid(relid))
 	{
-		TimestampTz now = storage_now();
+		TimestampTz now = stg_now();
 		Datum		args[2];
 		Relation	rel;
 		float4		reltuples;
@@ -397,7 +401,7 @@ storage_record_counts(PG_FUNCTION_ARGS)
 		table_close(rel, NoLock);
 
 		args[0] = TimestampTzGetDatum(now);
-		args[1] = TimestampTzGetDatum(storage_slot_end(now));
+		args[1] = TimestampTzGetDatum(stg_slot_end(now));
 		SPI_connect();
 		expired = count_records(count_expired_sql, args);
 		estimate = !exact && reltuples >= 0;

@@ -20,8 +20,23 @@
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
 
+/*
+ * The records table's columns, in order (see the install script); the
+ * attribute number of a column is its index + 1.
+ */
+enum
+{
+	STG_COL_ID,
+	STG_COL_VERSION,
+	STG_COL_EXPIRES_AT,
+	STG_COL_FORMAT,
+	STG_COL_DATA,
+	STG_COL_PURGE_AFTER,
+	STG_NUM_COLS
+};
+
 /* Same limit as the Go provider's MaxIDLength: bytes, not characters. */
-#define STORAGE_MAX_ID_BYTES 255
+#define STG_MAX_ID_BYTES 255
 
 /* SQLSTATEs of class SV ("storage"), see README "Errors". */
 #define ERRCODE_STORAGE_VERSION_CONFLICT	MAKE_SQLSTATE('S','V','0','0','1')
@@ -29,75 +44,72 @@
 #define ERRCODE_STORAGE_ALREADY_EXISTS		MAKE_SQLSTATE('S','V','0','0','3')
 #define ERRCODE_STORAGE_COMPARE_FAILED		MAKE_SQLSTATE('S','V','0','0','4')
 
-/* GUCs (storage.c) */
-extern int	storage_purge_batch_size;
-extern char *storage_test_now;
-extern int	storage_expiry_slot_width;
-extern bool storage_direct_writes;
+/* guc.c: the settings */
+extern int	stg_purge_batch_size;
+extern char *stg_test_now;
+extern int	stg_expiry_slot_width;
+extern bool stg_direct_writes;
+extern bool stg_autopurge;
+extern int	stg_purge_interval;
+extern int	stg_purge_batch_delay;
+extern int	stg_purge_busy_rate;
+extern int	stg_status_slots;
+extern void stg_define_gucs(void);
 
-/* clock.c: the one clock that decides liveness */
-extern TimestampTz storage_now(void);
-extern TimestampTz storage_slot_end(TimestampTz ts);
-extern bool storage_expiry_slot_of(bool expires_null, Datum expires,
+/*
+ * clock.c: the one clock that decides liveness, and the liveness rule: a
+ * record is live at now if its expires_at is NULL or later than now.  The
+ * rule is written three times, once per language, and nowhere else:
+ * stg_live() here for C, the LIVE macro below for the SPI statements, and
+ * the SQL function storage_live() for the inlined SQL functions (the
+ * update script).
+ */
+static inline bool
+stg_live(bool expires_null, Datum expires, TimestampTz now)
+{
+	return expires_null || DatumGetTimestampTz(expires) > now;
+}
+
+extern TimestampTz stg_now(void);
+extern TimestampTz stg_slot_end(TimestampTz ts);
+extern bool stg_expiry_slot_of(bool expires_null, Datum expires,
 								   Datum *slot);
-extern bool storage_ttl_expiry(const Interval *ttl, TimestampTz now,
+extern bool stg_ttl_expiry(const Interval *ttl, TimestampTz now,
 							   bool zero_means_never, TimestampTz *expires);
 
 /* ids.c */
 extern Datum storage_prefix_end(PG_FUNCTION_ARGS);
-extern text *storage_id_arg(FunctionCallInfo fcinfo, int argno);
-extern void storage_check_id(const char *what, const char *id, int len);
-extern void storage_require_arg(FunctionCallInfo fcinfo, int argno,
+extern text *stg_id_arg(FunctionCallInfo fcinfo, int argno);
+extern void stg_check_id(const char *what, const char *id, int len);
+extern void stg_require_arg(FunctionCallInfo fcinfo, int argno,
 								const char *argname);
+extern const char *stg_name_problem(const char *name);
+extern text *stg_joined_id(const char *prefix, const char *name);
 
 /* An array argument, deconstructed; n = -1 for a NULL array. */
-typedef struct StorageArrayArg
+typedef struct StgArrayArg
 {
 	Datum	   *values;
 	bool	   *nulls;
 	int			n;
 	int			lbound;			/* subscript of values[0] */
-} StorageArrayArg;
+} StgArrayArg;
 
-extern StorageArrayArg storage_array_arg(FunctionCallInfo fcinfo, int argno,
+extern StgArrayArg stg_array_arg(FunctionCallInfo fcinfo, int argno,
 										 const char *name, bool required);
 
 /*
- * relation.c: where the records table is, and a cache of saved SPI plans
- * that is thrown away whenever that table changes (e.g. the extension was
- * dropped and created again in this session).
+ * relation.c: where the records table is, and this backend's saved SPI
+ * plans of the statements on it, thrown away whenever that table changes
+ * (e.g. the extension was dropped and created again in this session).
+ * Each statement's plan is a static StgPlan beside its text, in the file
+ * that runs it; stg_plan() prepares it on first use.
  */
-typedef enum StoragePlanId
+typedef struct StgPlan
 {
-	PLAN_SAVE_UPSERT,
-	PLAN_SAVE_CREATE,
-	PLAN_SAVE_UPDATE,
-	PLAN_LIVE_VERSION,
-	PLAN_DELETE,
-	PLAN_PURGE_BATCH,
-	PLAN_PURGE_CANDIDATES,
-	PLAN_PURGE_TIDS,
-	PLAN_TOUCH,
-	PLAN_MANY_LOCK,
-	PLAN_MANY_UPSERT,
-	PLAN_MANY_CREATE,
-	PLAN_MANY_UPDATE,
-	PLAN_MANY_DELETE,
-	PLAN_BUCKET_CREATE,
-	PLAN_BUCKET_UPSERT,
-	PLAN_BUCKET_CAS,
-	PLAN_BUCKET_GET,
-	PLAN_BUCKET_UPSERT_ITEMS,
-	PLAN_BUCKET_DELETE,
-	PLAN_LOCK_TAKE,
-	PLAN_LOCK_HOLDER,
-	PLAN_LOCK_RELEASE,
-	PLAN_LOCK_FENCE,
-	PLAN_LOCK_RELEASE_FENCED,
-	PLAN_LOCK_EXTEND,
-	PLAN_BUCKET_WALK,
-	STORAGE_NUM_PLANS
-} StoragePlanId;
+	SPIPlanPtr	plan;			/* NULL until prepared */
+	struct StgPlan *next;		/* the list of prepared plans */
+} StgPlan;
 
 /*
  * The SQL texts of the SPI statements run with the caller's search_path,
@@ -109,16 +121,19 @@ typedef enum StoragePlanId
  * unqualified: the parser expands exactly that spelling into calls of
  * pg_catalog.unnest(), and a qualified one would not be expanded.
  *
- * LIVE is the liveness rule of clock.c in SQL: row r is live at time now.
+ * LIVE is the liveness rule (stg_live) in SQL: row r is live at time now.
+ * The statements spell it out rather than call storage_live(): their
+ * texts are part of error messages (CONTEXT) and their now is a parameter
+ * taken once per operation in C.
  */
 #define LIVE(r, now) \
 	"(" r ".expires_at IS NULL OR " r ".expires_at OPERATOR(pg_catalog.>) " now ")"
 
-extern const char *storage_records_table(void);
-extern Oid	storage_records_relid(bool missing_ok);
+extern const char *stg_records_table(void);
+extern Oid	stg_records_relid(bool missing_ok);
 extern Oid	storage_find_records_table(void);
-extern SPIPlanPtr storage_plan(StoragePlanId which, const char *query_fmt,
-							   int nargs, Oid *argtypes);
+extern SPIPlanPtr stg_plan(StgPlan *slot, const char *query_fmt, int nargs,
+						   Oid *argtypes);
 
 /*
  * feed.c: the notes the change feed's output plugin reads, written right
@@ -129,31 +144,38 @@ extern void storage_feed_expired(const text *id);
 extern void storage_feed_touched(const text *id);
 extern void storage_feed_purging(bool purging);
 
-/* records.c */
-pg_noreturn extern void storage_report_conflict(Datum id, int64 expect, TimestampTz now);
-pg_noreturn extern void storage_raise_conflict(const text *id, int64 expect,
-											   bool live, int64 actual);
+/*
+ * write.c: the write core.  Each record rule (save with its expect modes,
+ * compare-and-swap, delete, touch, the lock fence) is one entry point that
+ * takes the direct path where it applies and the SPI statement otherwise,
+ * and returns what happened instead of raising: the callers turn results
+ * into their own errors.
+ */
+typedef enum StgWriteStatus
+{
+	STG_WRITE_OK,
+	STG_WRITE_CONFLICT,			/* versioned save or compare-and-swap: the
+								 * check failed */
+	STG_WRITE_EXISTS,			/* create: a live record exists */
+	STG_WRITE_OVERFLOW,			/* the live record is at the largest version */
+	STG_WRITE_NOT_FOUND			/* delete, touch: no live record (at that
+								 * version) */
+} StgWriteStatus;
+
+typedef struct StgWriteResult
+{
+	StgWriteStatus status;
+	int64		version;		/* OK: the new version */
+	bool		live;			/* else: whether a live record was there */
+	int64		actual;			/* and its version */
+} StgWriteResult;
 
 /*
- * direct.c: the direct write path of the saves (no SPI), used whenever it
- * behaves exactly like the SPI statements; NULL from begin means "use SPI".
- * The operations, each with the privileges its statement needs and the
- * commands it runs, decide together with the table and the transaction
- * whether a fast path may be taken (storage_direct_refusal).
+ * One record to save.  expect: -1 unconditional, 0 create, N versioned.
+ * match_data (compare-and-swap, with expect -1): the live record's data
+ * must equal it; the record is then replaced, never created.
  */
-typedef enum StorageOp
-{
-	STORAGE_OP_SAVE,			/* create or unversioned save: INSERT ... ON
-								 * CONFLICT DO UPDATE */
-	STORAGE_OP_UPDATE,			/* versioned save, touch: UPDATE */
-	STORAGE_OP_DELETE,			/* delete: DELETE */
-	STORAGE_OP_PURGE,			/* purge: DELETE of rows locked FOR UPDATE */
-	STORAGE_OP_READ,			/* the bucket readers: SELECT */
-	STORAGE_NUM_OPS
-} StorageOp;
-
-typedef struct StorageWriter StorageWriter;
-typedef struct StorageSaveArgs
+typedef struct StgSaveArgs
 {
 	text	   *id;
 	int64		expect;
@@ -163,46 +185,98 @@ typedef struct StorageSaveArgs
 	bool		expires_null;
 	Datum		format;
 	bool		format_null;
-} StorageSaveArgs;
+	bytea	   *match_data;
+} StgSaveArgs;
 
-extern const char *storage_direct_refusal(Relation rel, StorageOp op);
-extern StorageWriter *storage_writer_begin(StorageOp op);
-extern void storage_writer_walk(StorageWriter *w);
-extern int64 storage_writer_save(StorageWriter *w, const StorageSaveArgs *a,
-								 TimestampTz now, bool *live, int64 *actual);
-extern bool storage_writer_delete(StorageWriter *w, text *id, TimestampTz now);
-extern bool storage_writer_touch(StorageWriter *w, text *id, bool expires_null,
-								 Datum expires, int64 expect, TimestampTz now);
-extern int64 storage_writer_purge(StorageWriter *w, TimestampTz now,
-								  int batch_size, TimestampTz *resume);
-extern void storage_writer_end(StorageWriter *w);
+/* a record of a batch: its arguments, where the caller had it, the result */
+typedef struct StgSaveItem
+{
+	StgSaveArgs args;
+	int			pos;
+	int64		version;		/* 0 until written */
+} StgSaveItem;
+
+extern StgWriteStatus stg_save_verdict(const StgSaveArgs *a, bool live,
+									   int64 actual, bool matches,
+									   int64 *version);
+extern StgWriteResult stg_write_save(const StgSaveArgs *a, TimestampTz now);
+extern int	stg_compare_ids(const text *a, const text *b);
+extern void stg_sort_items(StgSaveItem *items, int n);
+extern StgWriteResult stg_write_save_many(StgSaveItem *items, int n,
+										  TimestampTz now, int *failed);
+extern StgWriteStatus stg_write_delete(text *id, int64 expect, TimestampTz now);
+extern int64 stg_write_delete_many(text **ids, int n, TimestampTz now);
+extern StgWriteStatus stg_write_touch(text *id, bool expires_null,
+									  Datum expires, int64 expect,
+									  TimestampTz now);
+extern void stg_write_set_version(text *id, int64 version);
+
+/* records.c: the errors of a save that wrote nothing */
+pg_noreturn extern void stg_raise_conflict(const text *id, int64 expect,
+											   const StgWriteResult *r);
+
+/*
+ * direct.c: the direct write path of the saves (no SPI), used whenever it
+ * behaves exactly like the SPI statements; NULL from begin means "use SPI".
+ * The operations, each with the privileges its statement needs and the
+ * commands it runs, decide together with the table and the transaction
+ * whether a fast path may be taken (stg_direct_refusal).
+ */
+typedef enum StgOp
+{
+	STG_OP_SAVE,			/* create or unversioned save: INSERT ... ON
+								 * CONFLICT DO UPDATE */
+	STG_OP_UPDATE,			/* versioned save, touch: UPDATE */
+	STG_OP_DELETE,			/* delete: DELETE */
+	STG_OP_PURGE,			/* purge: DELETE of rows locked FOR UPDATE */
+	STG_OP_READ,			/* the bucket readers: SELECT */
+	STG_NUM_OPS
+} StgOp;
+
+typedef struct StgWriter StgWriter;
+
+extern const char *stg_direct_refusal(Relation rel, StgOp op);
+extern StgWriter *stg_writer_begin(StgOp op);
+extern void stg_writer_walk(StgWriter *w);
+extern StgWriteResult stg_writer_save(StgWriter *w, const StgSaveArgs *a,
+										  TimestampTz now);
+extern StgWriteStatus stg_writer_delete(StgWriter *w, text *id,
+											int64 expect, TimestampTz now);
+extern StgWriteStatus stg_writer_touch(StgWriter *w, text *id,
+										   bool expires_null, Datum expires,
+										   int64 expect, TimestampTz now);
+extern bool stg_writer_set_version(StgWriter *w, text *id,
+									   int64 version);
+extern Relation stg_writer_relation(StgWriter *w);
+extern TupleTableSlot *stg_writer_slot(StgWriter *w);
+extern void stg_writer_end(StgWriter *w);
 
 /*
  * purge.c: shared by storage_purge_expired() and the background worker.
  * A round of batches carries this state from batch to batch: where it has
  * got to in the purge index (past the rows it had to skip) and what it
- * skipped.  Start a round with storage_purge_round_init().
+ * skipped.  Start a round with stg_purge_round_init().
  */
-#define STORAGE_REASON_LEN 256
-typedef struct StoragePurgeRound
+#define STG_REASON_LEN 256
+typedef struct StgPurgeRound
 {
 	TimestampTz resume;			/* purge_after reached (DT_NOBEGIN at first) */
 	bool		resume_has_id;	/* and within it, the ids up to resume_id */
-	char		resume_id[STORAGE_MAX_ID_BYTES + 1];
+	char		resume_id[STG_MAX_ID_BYTES + 1];
 	bool		more;			/* the last batch was full: go on */
 	int64		skipped;		/* rows that could not be deleted */
-	char		skip_reason[STORAGE_REASON_LEN];	/* "SQLSTATE: message" */
-} StoragePurgeRound;
+	char		skip_reason[STG_REASON_LEN];	/* "SQLSTATE: message" */
+} StgPurgeRound;
 
-extern void storage_purge_round_init(StoragePurgeRound *round);
-extern uint64 storage_purge_batch(TimestampTz now, int batch_size,
-								  StoragePurgeRound *round);
+extern void stg_purge_round_init(StgPurgeRound *round);
+extern uint64 stg_purge_batch(TimestampTz now, int batch_size,
+								  StgPurgeRound *round);
 
 /*
  * status.c: the expiry worker's state per database, in shared memory when
  * the library is preloaded.
  */
-typedef struct StorageDbStatus
+typedef struct StgDbStatus
 {
 	Oid			dboid;			/* InvalidOid: free slot */
 	bool		purging;
@@ -214,34 +288,30 @@ typedef struct StorageDbStatus
 	char		last_error[256];
 	int64		skipped_last;	/* rows skipped by the last visit */
 	int64		skipped_total;
-	char		skip_reason[STORAGE_REASON_LEN];
+	char		skip_reason[STG_REASON_LEN];
 	int32		failures;		/* consecutive visits that failed */
 	TimestampTz backoff_until;	/* no visit before this */
 	TimestampTz log_window;		/* start of the hour log_lines counts in */
 	int32		log_lines;		/* lines logged in that hour */
 	int64		log_suppressed; /* lines not logged since the last one */
 	int64		log_suppressed_total;
-} StorageDbStatus;
+} StgDbStatus;
 
-extern bool storage_preloaded;
-extern void storage_status_init(void);
-extern void storage_status_set_launcher(pid_t pid);
-extern bool storage_status_get(Oid dboid, StorageDbStatus *out);
-extern void storage_status_put(const StorageDbStatus *st);
-extern void storage_status_forget(Oid dboid);
-extern void storage_status_keep_only(List *dboids);
-extern int	storage_status_slots;
-#define STORAGE_LOCK_CV_SLOTS 64
-extern ConditionVariable *storage_lock_cv(uint32 hash);
+extern bool stg_preloaded;
+extern void stg_status_init(void);
+extern void stg_status_set_launcher(pid_t pid);
+extern bool stg_status_get(Oid dboid, StgDbStatus *out);
+extern void stg_status_put(const StgDbStatus *st);
+extern void stg_status_forget(Oid dboid);
+extern void stg_status_keep_only(List *dboids);
+#define STG_LOCK_CV_SLOTS 64
+extern ConditionVariable *stg_lock_cv(uint32 hash);
+
 
 /* worker.c: the expiry launcher and per-database purge workers */
-extern bool storage_autopurge;
-extern int	storage_purge_interval;
-extern int	storage_purge_batch_delay;
-extern int	storage_purge_busy_rate;
+extern void stg_worker_init(void);
 
 /* yield.c: whether client sessions are busy, for the purge worker */
-extern bool storage_foreground_busy(void);
-extern void storage_worker_init(void);
+extern bool stg_foreground_busy(void);
 
 #endif							/* STORAGE_H */

@@ -9,7 +9,7 @@
  * connections and visits them one at a time: it starts a dynamic worker
  * connected to that database and waits for it to exit.  The worker checks
  * whether the extension is installed there, purges in batches (each its
- * own short transaction, through storage_purge_batch(), the code behind
+ * own short transaction, through stg_purge_batch(), the code behind
  * storage_purge_expired()) for at most PURGE_RUN_BUDGET_MS, records what
  * it did in shared memory (status.c) and exits.
  *
@@ -94,41 +94,8 @@
  */
 #define YIELD_BATCH_ROWS 1000
 
-bool		storage_autopurge = true;
-int			storage_purge_interval = 10000;
-int			storage_purge_batch_delay = 0;
-int			storage_purge_busy_rate = 60000;
-
 PGDLLEXPORT void storage_launcher_main(Datum main_arg);
 PGDLLEXPORT void storage_purge_worker_main(Datum main_arg);
-
-static void
-define_worker_gucs(void)
-{
-	DefineCustomBoolVariable("storage.autopurge",
-							 "Purges expired records automatically in every database with the extension.",
-							 "Needs storage in shared_preload_libraries.",
-							 &storage_autopurge, true, PGC_SIGHUP, 0,
-							 NULL, NULL, NULL);
-	DefineCustomIntVariable("storage.purge_interval",
-							"Time between two purge rounds of the expiry launcher.",
-							"A round continues at once while a database still has a backlog.",
-							&storage_purge_interval, 10000, 100, 86400000,
-							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("storage.purge_batch_delay",
-							"Pause of the purge worker between two batches.",
-							"Non-zero values trade purge speed for less load on a busy server.",
-							&storage_purge_batch_delay, 0, 0, 10000,
-							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("storage.purge_busy_rate",
-							"Pace of the purge worker, in rows per second, while client sessions are running queries.",
-							"The worker then purges in small batches with pauses; alone it runs at full speed. 0 never slows it down.",
-							&storage_purge_busy_rate, 60000, 0, 100000000,
-							PGC_SIGHUP, 0,
-							NULL, NULL, NULL);
-}
 
 static void
 register_launcher(void)
@@ -148,21 +115,11 @@ register_launcher(void)
 
 /* Called from _PG_init. */
 void
-storage_worker_init(void)
+stg_worker_init(void)
 {
-	define_worker_gucs();
-	if (!process_shared_preload_libraries_in_progress)
+	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;
-	/* sizes shared memory: only while it is being laid out */
-	DefineCustomIntVariable("storage.status_slots",
-							"Databases whose expiry status is kept in shared memory.",
-							"Databases beyond this number are purged but not shown in storage_status, and not backed off.",
-							&storage_status_slots, 128, 1, 100000,
-							PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
-	if (IsBinaryUpgrade)
-		return;
-	storage_status_init();
+	stg_status_init();
 	register_launcher();
 }
 
@@ -251,21 +208,21 @@ purge_round(MemoryContext cxt)
 	MemoryContextReset(cxt);
 	MemoryContextSwitchTo(cxt);
 	dbs = list_databases();
-	storage_status_keep_only(dbs);
+	stg_status_keep_only(dbs);
 	foreach(lc, dbs)
 	{
-		StorageDbStatus st;
+		StgDbStatus st;
 		Oid			dboid = lfirst_oid(lc);
 
 		CHECK_FOR_INTERRUPTS();
 		handle_reload();
-		if (!storage_autopurge)
+		if (!stg_autopurge)
 			break;
-		if (storage_status_get(dboid, &st) &&
+		if (stg_status_get(dboid, &st) &&
 			st.backoff_until > GetCurrentTimestamp())
 			continue;
 		visit_database(dboid);
-		if (storage_status_get(dboid, &st) && st.more_work)
+		if (stg_status_get(dboid, &st) && st.more_work)
 			more = true;
 	}
 	MemoryContextSwitchTo(TopMemoryContext);
@@ -275,7 +232,7 @@ purge_round(MemoryContext cxt)
 static void
 launcher_exit(int code, Datum arg)
 {
-	storage_status_set_launcher(0);
+	stg_status_set_launcher(0);
 }
 
 void
@@ -288,7 +245,7 @@ storage_launcher_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("storage expiry launcher");
-	storage_status_set_launcher(MyProcPid);
+	stg_status_set_launcher(MyProcPid);
 	before_shmem_exit(launcher_exit, (Datum) 0);
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "storage launcher",
@@ -299,12 +256,12 @@ storage_launcher_main(Datum main_arg)
 
 		CHECK_FOR_INTERRUPTS();
 		handle_reload();
-		if (storage_autopurge)
+		if (stg_autopurge)
 			more = purge_round(cxt);
 
 		/* a backlog is worked off at once; otherwise sleep until next round */
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 more ? 1 : storage_purge_interval, PG_WAIT_EXTENSION);
+						 more ? 1 : stg_purge_interval, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }
@@ -355,7 +312,7 @@ table_owner(Oid relid)
  * would for their DELETE.
  */
 static uint64
-purge_one_batch(int batch_size, StoragePurgeRound *round)
+purge_one_batch(int batch_size, StgPurgeRound *round)
 {
 	uint64		n = 0;
 	Oid			relid;
@@ -375,7 +332,7 @@ purge_one_batch(int batch_size, StoragePurgeRound *round)
 		elog(ERROR, "SET CONSTRAINTS failed");
 
 	round->more = false;
-	relid = storage_records_relid(true);
+	relid = stg_records_relid(true);
 	if (OidIsValid(relid))
 		owner = table_owner(relid);
 	if (OidIsValid(owner))
@@ -388,7 +345,7 @@ purge_one_batch(int batch_size, StoragePurgeRound *round)
 		SetUserIdAndSecContext(owner,
 							   save_sec_context | SECURITY_RESTRICTED_OPERATION);
 		save_nestlevel = NewGUCNestLevel();
-		n = storage_purge_batch(storage_now(), batch_size, round);
+		n = stg_purge_batch(stg_now(), batch_size, round);
 		AtEOXact_GUC(false, save_nestlevel);
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 	}
@@ -399,7 +356,7 @@ purge_one_batch(int batch_size, StoragePurgeRound *round)
 		 * fail with the reason, which storage_status shows.  Only after DROP
 		 * EXTENSION since the last batch do we stop quietly.
 		 */
-		(void) storage_records_relid(false);
+		(void) stg_records_relid(false);
 	}
 	PopActiveSnapshot();
 	SPI_finish();
@@ -413,7 +370,7 @@ purge_one_batch(int batch_size, StoragePurgeRound *round)
  * LOG_LINES_PER_HOUR an hour, the others are counted.
  */
 static bool
-may_log(StorageDbStatus *st)
+may_log(StgDbStatus *st)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
@@ -435,26 +392,26 @@ may_log(StorageDbStatus *st)
 
 /* Purges until done or out of budget; keeps st up to date in shared memory. */
 static void
-purge_database(StorageDbStatus *st)
+purge_database(StgDbStatus *st)
 {
 	TimestampTz start = GetCurrentTimestamp();
-	StoragePurgeRound round;
+	StgPurgeRound round;
 
-	storage_purge_round_init(&round);
+	stg_purge_round_init(&round);
 	st->purging = true;
 	st->more_work = false;
 	st->last_start = start;
 	st->rows_last = 0;
-	storage_status_put(st);
+	stg_status_put(st);
 
 	for (;;)
 	{
-		bool		yield = storage_purge_busy_rate > 0 && storage_foreground_busy();
-		int			batch = yield ? Min(storage_purge_batch_size, YIELD_BATCH_ROWS) :
-		storage_purge_batch_size;
+		bool		yield = stg_purge_busy_rate > 0 && stg_foreground_busy();
+		int			batch = yield ? Min(stg_purge_batch_size, YIELD_BATCH_ROWS) :
+		stg_purge_batch_size;
 		TimestampTz t0 = GetCurrentTimestamp();
 		TimestampTz t1;
-		long		pause = storage_purge_batch_delay;
+		long		pause = stg_purge_batch_delay;
 		int64		skipped = round.skipped;
 		uint64		n;
 
@@ -466,7 +423,7 @@ purge_database(StorageDbStatus *st)
 		st->skipped_total += round.skipped - skipped;
 		if (round.skipped > skipped)
 			strlcpy(st->skip_reason, round.skip_reason, sizeof(st->skip_reason));
-		storage_status_put(st);
+		stg_status_put(st);
 		if (!round.more)
 			break;
 		if (TimestampDifferenceExceeds(start, t1, PURGE_RUN_BUDGET_MS))
@@ -477,7 +434,7 @@ purge_database(StorageDbStatus *st)
 		if (yield)
 		{
 			/* the batch's share of a second at the busy rate, minus its own time */
-			int64		period = (int64) batch * USECS_PER_SEC / storage_purge_busy_rate;
+			int64		period = (int64) batch * USECS_PER_SEC / stg_purge_busy_rate;
 
 			pause = Max(pause, (long) ((period - (t1 - t0)) / 1000));
 		}
@@ -506,7 +463,7 @@ purge_database(StorageDbStatus *st)
 						 LOG_LINES_PER_HOUR, (long long) st->log_suppressed)));
 		st->log_suppressed = 0;
 	}
-	storage_status_put(st);
+	stg_status_put(st);
 }
 
 /*
@@ -516,9 +473,9 @@ purge_database(StorageDbStatus *st)
  * adds no line of its own.
  */
 static void
-note_failure(StorageDbStatus *st, ErrorData *edata)
+note_failure(StgDbStatus *st, ErrorData *edata)
 {
-	int64		delay = storage_purge_interval;
+	int64		delay = stg_purge_interval;
 	int			i;
 
 	st->purging = false;
@@ -528,7 +485,7 @@ note_failure(StorageDbStatus *st, ErrorData *edata)
 	st->failures++;
 	for (i = 1; i < st->failures && delay < BACKOFF_MAX_MS; i++)
 		delay *= 2;
-	delay = Min(delay, Max(BACKOFF_MAX_MS, storage_purge_interval));
+	delay = Min(delay, Max(BACKOFF_MAX_MS, stg_purge_interval));
 	st->backoff_until = TimestampTzPlusMilliseconds(st->last_end, delay);
 	if (may_log(st))
 	{
@@ -542,7 +499,7 @@ note_failure(StorageDbStatus *st, ErrorData *edata)
 						 LOG_LINES_PER_HOUR, (long long) st->log_suppressed)));
 		st->log_suppressed = 0;
 	}
-	storage_status_put(st);
+	stg_status_put(st);
 }
 
 /*
@@ -615,11 +572,11 @@ void
 storage_purge_worker_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
-	StorageDbStatus st;
+	StgDbStatus st;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	/* not connected yet: still the server's value, see pin_settings() */
-	bool		server_direct_writes = storage_direct_writes;
+	bool		server_direct_writes = stg_direct_writes;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -630,10 +587,10 @@ storage_purge_worker_main(Datum main_arg)
 
 	if (!extension_installed())
 	{
-		storage_status_forget(dboid);
+		stg_status_forget(dboid);
 		proc_exit(0);
 	}
-	if (!storage_status_get(dboid, &st))
+	if (!stg_status_get(dboid, &st))
 	{
 		memset(&st, 0, sizeof(st));
 		st.dboid = dboid;

@@ -58,7 +58,7 @@ others_running(void)
 
 /* True while the application is busy (see the file header). */
 bool
-storage_foreground_busy(void)
+stg_foreground_busy(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * buckets.c
+ * bucket_api.c
  *	  The bucket/key API on the records table: a value in bucket {b1,b2}
  *	  under key k is the record "b1/b2/k", so storage_fetch() reads what
  *	  storage_upsert_val() wrote and vice versa, and both expire and are
@@ -47,39 +47,10 @@ PG_FUNCTION_INFO_V1(storage_upsert_items);
 PG_FUNCTION_INFO_V1(storage_delete_key);
 PG_FUNCTION_INFO_V1(storage_delete_bucket);
 
-/* $1 id, $2 val, $3 expires_at, $4 now; bucket values have format NULL */
-static const char *const create_sql =
-"INSERT INTO %1$s AS r (id, version, expires_at, format, data) "
-"VALUES ($1, 1, $3, NULL, $2) "
-"ON CONFLICT (id) DO UPDATE SET version = 1, expires_at = excluded.expires_at, "
-"  format = NULL, data = excluded.data "
-"WHERE NOT " LIVE("r", "$4") " RETURNING 1";
-
-static const char *const upsert_sql =
-"INSERT INTO %1$s AS r (id, version, expires_at, format, data) "
-"VALUES ($1, 1, $3, NULL, $2) "
-"ON CONFLICT (id) DO UPDATE SET "
-"  version = CASE WHEN " LIVE("r", "$4") " THEN r.version OPERATOR(pg_catalog.+) 1 ELSE 1 END, "
-"  expires_at = excluded.expires_at, format = NULL, data = excluded.data "
-"RETURNING 1";
-
-/* same plus $5 prev_val */
-static const char *const cas_sql =
-"UPDATE %1$s AS r SET version = r.version OPERATOR(pg_catalog.+) 1, expires_at = $3, "
-"  format = NULL, data = $2 "
-"WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.data OPERATOR(pg_catalog.=) $5 AND " LIVE("r", "$4") " RETURNING 1";
-
 /* $1 id, $2 now */
 static const char *const get_sql =
 "SELECT r.data FROM %1$s AS r WHERE r.id OPERATOR(pg_catalog.=) $1 AND " LIVE("r", "$2");
-
-/* $1 ids, $2 vals, $3 expires_at, $4 now */
-static const char *const upsert_items_sql =
-"INSERT INTO %1$s AS r (id, version, expires_at, format, data) "
-"SELECT u.id, 1, $3, NULL, u.d FROM unnest($1, $2) AS u(id, d) ORDER BY u.id "
-"ON CONFLICT (id) DO UPDATE SET "
-"  version = CASE WHEN " LIVE("r", "$4") " THEN r.version OPERATOR(pg_catalog.+) 1 ELSE 1 END, "
-"  expires_at = excluded.expires_at, format = NULL, data = excluded.data";
+static StgPlan get_plan;
 
 /* $1 first id, $2 end of range, $3 now */
 static const char *const delete_range_sql =
@@ -87,29 +58,13 @@ static const char *const delete_range_sql =
 "           WHERE r.id OPERATOR(pg_catalog.>=) $1 AND r.id OPERATOR(pg_catalog.<) $2 "
 "           RETURNING %2$s.storage_feed_deleted(r.id, " LIVE("r", "$3") ") AS live) "
 "SELECT pg_catalog.count(*) FROM d WHERE d.live";
-
-/*
- * Why name is not a valid bucket element or key, or NULL if it is.  The
- * listings skip the ids whose names fail it, so what they show is exactly
- * what the functions accept.
- */
-static const char *
-name_problem(const char *name)
-{
-	if (name[0] == '\0')
-		return "It is empty.";
-	if (strchr(name, '/') != NULL)
-		return "It contains \"/\".";
-	if (name[0] == '.')
-		return "Names starting with \".\" are reserved.";
-	return NULL;
-}
+static StgPlan delete_range_plan;
 
 /* Raises 22023 unless name is a valid bucket element or key. */
 static void
-check_name(const char *what, const char *name)
+check_bucket_name(const char *what, const char *name)
 {
-	const char *why = name_problem(name);
+	const char *why = stg_name_problem(name);
 
 	if (why)
 		ereport(ERROR,
@@ -123,17 +78,17 @@ name_arg(FunctionCallInfo fcinfo, int argno, const char *what)
 {
 	char	   *name;
 
-	storage_require_arg(fcinfo, argno, what);
+	stg_require_arg(fcinfo, argno, what);
 	name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
-	check_name(what, name);
+	check_bucket_name(what, name);
 	return name;
 }
 
 /* "b1/b2/" for {b1,b2}, "" for the root; validates every element */
 static char *
-bucket_prefix(FunctionCallInfo fcinfo, int argno, const char *what)
+bucket_id_prefix(FunctionCallInfo fcinfo, int argno, const char *what)
 {
-	StorageArrayArg arr = storage_array_arg(fcinfo, argno, what, true);
+	StgArrayArg arr = stg_array_arg(fcinfo, argno, what, true);
 	int			i;
 	StringInfoData buf;
 
@@ -148,19 +103,10 @@ bucket_prefix(FunctionCallInfo fcinfo, int argno, const char *what)
 					 errmsg("bucket element must not be null"),
 					 errdetail("Element %d of %s is null.", arr.lbound + i, what)));
 		elem = TextDatumGetCString(arr.values[i]);
-		check_name("bucket element", elem);
+		check_bucket_name("bucket element", elem);
 		appendStringInfo(&buf, "%s/", elem);
 	}
 	return buf.data;
-}
-
-static text *
-joined_id(const char *prefix, const char *name)
-{
-	char	   *id = psprintf("%s%s", prefix, name);
-
-	storage_check_id("joined id", id, strlen(id));
-	return cstring_to_text(id);
 }
 
 /* NULL or the zero interval: never; else now + ttl, which must be later */
@@ -169,95 +115,87 @@ ttl_expiry(FunctionCallInfo fcinfo, int argno, TimestampTz now, TimestampTz *out
 {
 	if (PG_ARGISNULL(argno))
 		return false;
-	return storage_ttl_expiry(PG_GETARG_INTERVAL_P(argno), now, true, out);
+	return stg_ttl_expiry(PG_GETARG_INTERVAL_P(argno), now, true, out);
 }
 
-/* Runs create_sql or upsert_sql for one value; returns rows affected. */
-static uint64
-write_val(FunctionCallInfo fcinfo, bool create)
+/*
+ * The save of one value: bucket values have format NULL and expire after
+ * the ttl argument ttl_argno (NULL or 0: never).
+ */
+static StgSaveArgs
+val_args(FunctionCallInfo fcinfo, text *id, int64 expect, int ttl_argno,
+		 TimestampTz now)
 {
-	Oid			argtypes[4] = {TEXTOID, BYTEAOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
-	char	   *key = name_arg(fcinfo, 1, "key");
-	TimestampTz now = storage_now();
+	StgSaveArgs a = {0};
 	TimestampTz expires;
-	uint64		n;
 
-	values[0] = PointerGetDatum(joined_id(prefix, key));
-	values[1] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	nulls[1] = PG_ARGISNULL(2) ? 'n' : ' ';
-	if (ttl_expiry(fcinfo, 3, now, &expires))
-		values[2] = TimestampTzGetDatum(expires);
-	else
-		nulls[2] = 'n';
-	values[3] = TimestampTzGetDatum(now);
-
-	SPI_connect();
-	if (SPI_execute_plan(create ?
-						 storage_plan(PLAN_BUCKET_CREATE, create_sql, 4, argtypes) :
-						 storage_plan(PLAN_BUCKET_UPSERT, upsert_sql, 4, argtypes),
-						 values, nulls, false, 0) < 0)
-		elog(ERROR, "could not write value");
-	n = SPI_processed;
-	SPI_finish();
-	if (n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_STORAGE_ALREADY_EXISTS),
-				 errmsg("key \"%s\" already exists", key),
-				 errdetail("Record \"%s\" is live.", text_to_cstring(DatumGetTextPP(values[0])))));
-	return n;
+	a.id = id;
+	a.expect = expect;
+	a.data_null = PG_ARGISNULL(2);
+	a.data = a.data_null ? (Datum) 0 : PG_GETARG_DATUM(2);
+	a.expires_null = !ttl_expiry(fcinfo, ttl_argno, now, &expires);
+	a.expires = a.expires_null ? (Datum) 0 : TimestampTzGetDatum(expires);
+	a.format_null = true;
+	return a;
 }
 
+/* storage_create_val(bucket, key, val, ttl): SV003 if the key is live */
 Datum
 storage_create_val(PG_FUNCTION_ARGS)
 {
-	write_val(fcinfo, true);
+	char	   *prefix = bucket_id_prefix(fcinfo, 0, "bucket");
+	char	   *key = name_arg(fcinfo, 1, "key");
+	text	   *id = stg_joined_id(prefix, key);
+	TimestampTz now = stg_now();
+	StgSaveArgs a = val_args(fcinfo, id, 0, 3, now);
+
+	if (stg_write_save(&a, now).status != STG_WRITE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_STORAGE_ALREADY_EXISTS),
+				 errmsg("key \"%s\" already exists", key),
+				 errdetail("Record \"%s\" is live.", text_to_cstring(id))));
 	PG_RETURN_VOID();
 }
 
+/* storage_upsert_val(bucket, key, val, ttl) */
 Datum
 storage_upsert_val(PG_FUNCTION_ARGS)
 {
-	write_val(fcinfo, false);
+	char	   *prefix = bucket_id_prefix(fcinfo, 0, "bucket");
+	char	   *key = name_arg(fcinfo, 1, "key");
+	TimestampTz now = stg_now();
+	StgSaveArgs a = val_args(fcinfo, stg_joined_id(prefix, key), -1, 3, now);
+	StgWriteResult r = stg_write_save(&a, now);
+
+	if (r.status != STG_WRITE_OK)
+		stg_raise_conflict(a.id, a.expect, &r);
 	PG_RETURN_VOID();
 }
 
+/*
+ * storage_compare_and_swap_val(bucket, key, val, prev_val, ttl): SV004
+ * unless the live value equals prev_val.
+ */
 Datum
 storage_compare_and_swap_val(PG_FUNCTION_ARGS)
 {
-	Oid			argtypes[5] = {TEXTOID, BYTEAOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BYTEAOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
+	char	   *prefix = bucket_id_prefix(fcinfo, 0, "bucket");
 	char	   *key = name_arg(fcinfo, 1, "key");
-	TimestampTz now = storage_now();
-	TimestampTz expires;
-	uint64		n;
+	TimestampTz now = stg_now();
+	StgSaveArgs a;
+	StgWriteResult r;
 
 	if (PG_ARGISNULL(3) || VARSIZE_ANY_EXHDR(PG_GETARG_BYTEA_PP(3)) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("prev_val must not be null or empty"),
 				 errhint("Use storage_create_val() to create a value.")));
-	values[0] = PointerGetDatum(joined_id(prefix, key));
-	values[1] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	nulls[1] = PG_ARGISNULL(2) ? 'n' : ' ';
-	if (ttl_expiry(fcinfo, 4, now, &expires))
-		values[2] = TimestampTzGetDatum(expires);
-	else
-		nulls[2] = 'n';
-	values[3] = TimestampTzGetDatum(now);
-	values[4] = PG_GETARG_DATUM(3);
-
-	SPI_connect();
-	if (SPI_execute_plan(storage_plan(PLAN_BUCKET_CAS, cas_sql, 5, argtypes),
-						 values, nulls, false, 0) < 0)
-		elog(ERROR, "could not swap value");
-	n = SPI_processed;
-	SPI_finish();
-	if (n == 0)
+	a = val_args(fcinfo, stg_joined_id(prefix, key), -1, 4, now);
+	a.match_data = PG_GETARG_BYTEA_PP(3);
+	r = stg_write_save(&a, now);
+	if (r.status == STG_WRITE_OVERFLOW)
+		stg_raise_conflict(a.id, a.expect, &r);
+	if (r.status != STG_WRITE_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_STORAGE_COMPARE_FAILED),
 				 errmsg("compare failed for key \"%s\"", key),
@@ -287,7 +225,7 @@ prefix_end(const char *prefix)
  *
  * Where the direct read would skip what a SELECT enforces (row-level
  * security, inheritance children, an auditing module: see
- * storage_direct_refusal), the same walk runs over a cursor of walk_sql
+ * stg_direct_refusal), the same walk runs over a cursor of walk_sql
  * instead, restarted the same way, so the caller sees exactly the rows the
  * SELECT shows it.
  */
@@ -312,6 +250,7 @@ static const char *const walk_sql =
 "SELECT r.id, r.version, r.expires_at, r.format, r.data FROM %1$s AS r "
 "WHERE r.id OPERATOR(pg_catalog.>=) $1 AND r.id OPERATOR(pg_catalog.<) $2 "
 "ORDER BY r.id";
+static StgPlan walk_plan;
 
 #define WALK_FETCH	64
 
@@ -334,7 +273,7 @@ walk_restart(BucketWalk *w)
 	w->rows = NULL;
 	values[0] = w->keys[0].sk_argument;
 	values[1] = w->keys[1].sk_argument;
-	w->cursor = SPI_cursor_open(NULL, storage_plan(PLAN_BUCKET_WALK, walk_sql,
+	w->cursor = SPI_cursor_open(NULL, stg_plan(&walk_plan, walk_sql,
 												   2, argtypes),
 								values, NULL, true);
 }
@@ -344,7 +283,7 @@ walk_begin(BucketWalk *w, const char *prefix, TimestampTz now)
 {
 	memset(w, 0, sizeof(BucketWalk));
 	w->cxt = CurrentMemoryContext;
-	w->rel = table_open(storage_records_relid(false), AccessShareLock);
+	w->rel = table_open(stg_records_relid(false), AccessShareLock);
 	w->prefix = prefix;
 	w->plen = strlen(prefix);
 	w->now = now;
@@ -355,7 +294,7 @@ walk_begin(BucketWalk *w, const char *prefix, TimestampTz now)
 				PointerGetDatum(prefix_end(prefix)));
 	w->keys[1].sk_collation = C_COLLATION_OID;
 
-	if (storage_direct_refusal(w->rel, STORAGE_OP_READ) != NULL)
+	if (stg_direct_refusal(w->rel, STG_OP_READ) != NULL)
 	{
 		SPI_connect();
 		walk_restart(w);
@@ -364,9 +303,9 @@ walk_begin(BucketWalk *w, const char *prefix, TimestampTz now)
 										   &TTSOpsHeapTuple);
 		return;
 	}
-	w->idx = index_open(storage_primary_key(w->rel), AccessShareLock);
+	w->idx = index_open(stg_primary_key(w->rel), AccessShareLock);
 	w->slot = table_slot_create(w->rel, NULL);
-	w->scan = storage_index_beginscan(w->rel, w->idx, GetActiveSnapshot(), 2, 0);
+	w->scan = stg_index_beginscan(w->rel, w->idx, GetActiveSnapshot(), 2, 0);
 	walk_restart(w);
 }
 
@@ -401,7 +340,7 @@ walk_next(BucketWalk *w, bool *is_key)
 	while (walk_fetch(w))
 	{
 		bool		isnull;
-		Datum		expires = slot_getattr(w->slot, 3, &isnull);
+		Datum		expires = slot_getattr(w->slot, STG_COL_EXPIRES_AT + 1, &isnull);
 		text	   *id;
 		const char *rest;
 		const char *slash;
@@ -410,9 +349,9 @@ walk_next(BucketWalk *w, bool *is_key)
 		char	   *name;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!isnull && DatumGetTimestampTz(expires) <= w->now)
+		if (!stg_live(isnull, expires, w->now))
 			continue;
-		id = DatumGetTextPP(slot_getattr(w->slot, 1, &isnull));
+		id = DatumGetTextPP(slot_getattr(w->slot, STG_COL_ID + 1, &isnull));
 		rest = VARDATA_ANY(id) + w->plen;
 		restlen = VARSIZE_ANY_EXHDR(id) - w->plen;
 		slash = memchr(rest, '/', restlen);
@@ -427,7 +366,7 @@ walk_next(BucketWalk *w, bool *is_key)
 				CStringGetTextDatum(psprintf("%s%s0", w->prefix, name));
 			walk_restart(w);
 		}
-		if (name_problem(name) == NULL)
+		if (stg_name_problem(name) == NULL)
 			return name;
 	}
 	return NULL;
@@ -471,17 +410,17 @@ storage_get_val(PG_FUNCTION_ARGS)
 {
 	Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
 	Datum		values[2];
-	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
+	char	   *prefix = bucket_id_prefix(fcinfo, 0, "bucket");
 	char	   *key = name_arg(fcinfo, 1, "key");
-	TimestampTz now = storage_now();
+	TimestampTz now = stg_now();
 	bool		isnull = true;
 	Datum		result = (Datum) 0;
 	bool		found;
 
-	values[0] = PointerGetDatum(joined_id(prefix, key));
+	values[0] = PointerGetDatum(stg_joined_id(prefix, key));
 	values[1] = TimestampTzGetDatum(now);
 	SPI_connect();
-	if (SPI_execute_plan(storage_plan(PLAN_BUCKET_GET, get_sql, 2, argtypes),
+	if (SPI_execute_plan(stg_plan(&get_plan, get_sql, 2, argtypes),
 						 values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read value");
 	found = SPI_processed > 0;
@@ -538,7 +477,7 @@ Datum
 storage_get_keys(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = materialize_info(fcinfo);
-	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
+	char	   *prefix = bucket_id_prefix(fcinfo, 0, "bucket");
 	BucketWalk	w;
 	TupleDesc	tupdesc;
 	Tuplestorestate *store;
@@ -551,7 +490,7 @@ storage_get_keys(PG_FUNCTION_ARGS)
 	int			i;
 
 	names = palloc(sizeof(char *) * size);
-	walk_begin(&w, prefix, storage_now());
+	walk_begin(&w, prefix, stg_now());
 	while ((name = walk_next(&w, &is_key)) != NULL)
 	{
 		if (n == size)
@@ -593,7 +532,7 @@ Datum
 storage_get_items(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = materialize_info(fcinfo);
-	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
+	char	   *prefix = bucket_id_prefix(fcinfo, 0, "bucket");
 	BucketWalk	w;
 	TupleDesc	tupdesc;
 	Tuplestorestate *store;
@@ -608,7 +547,7 @@ storage_get_items(PG_FUNCTION_ARGS)
 	store = tuplestore_begin_heap(true, false, work_mem);
 	MemoryContextSwitchTo(old);
 
-	walk_begin(&w, prefix, storage_now());
+	walk_begin(&w, prefix, stg_now());
 	while ((name = walk_next(&w, &is_key)) != NULL)
 	{
 		Datum		values[3];
@@ -617,10 +556,10 @@ storage_get_items(PG_FUNCTION_ARGS)
 		if (!is_key)
 			continue;
 		values[0] = CStringGetTextDatum(name);
-		values[1] = slot_getattr(w.slot, 5, &nulls[1]);
+		values[1] = slot_getattr(w.slot, STG_COL_DATA + 1, &nulls[1]);
 		if (!nulls[1])			/* the tuplestore must not keep a toast pointer */
 			values[1] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(values[1]));
-		values[2] = slot_getattr(w.slot, 3, &nulls[2]);
+		values[2] = slot_getattr(w.slot, STG_COL_EXPIRES_AT + 1, &nulls[2]);
 		old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
 		tuplestore_putvalues(store, tupdesc, values, nulls);
 		MemoryContextSwitchTo(old);
@@ -635,30 +574,28 @@ storage_get_items(PG_FUNCTION_ARGS)
 Datum
 storage_upsert_items(PG_FUNCTION_ARGS)
 {
-	Oid			argtypes[4] = {TEXTARRAYOID, BYTEAARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
-	TimestampTz now = storage_now();
+	char	   *prefix = bucket_id_prefix(fcinfo, 0, "bucket");
+	TimestampTz now = stg_now();
 	TimestampTz expires;
-	StorageArrayArg keys;
-	StorageArrayArg vals;
-	Datum	   *ids;
+	bool		expires_null;
+	StgArrayArg keys;
+	StgArrayArg vals;
+	StgSaveItem *items;
+	StgWriteResult r;
 	char	  **sorted;
 	int			nk;
+	int			failed;
 	int			i;
-	int			dims[1];
-	int			lbs[1] = {1};
 
-	keys = storage_array_arg(fcinfo, 1, "keys", true);
-	vals = storage_array_arg(fcinfo, 2, "vals", true);
+	keys = stg_array_arg(fcinfo, 1, "keys", true);
+	vals = stg_array_arg(fcinfo, 2, "vals", true);
 	nk = keys.n;
 	if (keys.n != vals.n)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("arrays must have the same length"),
 				 errdetail("keys has %d elements, vals has %d.", keys.n, vals.n)));
-	ids = palloc(sizeof(Datum) * Max(nk, 1));
+	items = palloc0(sizeof(StgSaveItem) * Max(nk, 1));
 	sorted = palloc(sizeof(char *) * Max(nk, 1));
 	for (i = 0; i < nk; i++)
 	{
@@ -668,8 +605,13 @@ storage_upsert_items(PG_FUNCTION_ARGS)
 					 errmsg("key must not be null"),
 					 errdetail("Element %d of keys is null.", keys.lbound + i)));
 		sorted[i] = TextDatumGetCString(keys.values[i]);
-		check_name("key", sorted[i]);
-		ids[i] = PointerGetDatum(joined_id(prefix, sorted[i]));
+		check_bucket_name("key", sorted[i]);
+		items[i].pos = i;
+		items[i].args.id = stg_joined_id(prefix, sorted[i]);
+		items[i].args.expect = -1;
+		items[i].args.data = vals.values[i];
+		items[i].args.data_null = vals.nulls[i];
+		items[i].args.format_null = true;
 	}
 	qsort(sorted, nk, sizeof(char *), compare_names);
 	for (i = 1; i < nk; i++)
@@ -679,30 +621,23 @@ storage_upsert_items(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("key \"%s\" appears more than once", sorted[i])));
 	}
-	if (ttl_expiry(fcinfo, 3, now, &expires))
-		values[2] = TimestampTzGetDatum(expires);
-	else
-		nulls[2] = 'n';
-	if (nk == 0)
-		PG_RETURN_VOID();
+	expires_null = !ttl_expiry(fcinfo, 3, now, &expires);
+	for (i = 0; i < nk; i++)
+	{
+		items[i].args.expires_null = expires_null;
+		items[i].args.expires = expires_null ? (Datum) 0 : TimestampTzGetDatum(expires);
+	}
 
-	dims[0] = nk;
-	values[0] = PointerGetDatum(construct_md_array(ids, NULL, 1, dims, lbs, TEXTOID,
-												   -1, false, TYPALIGN_INT));
-	values[1] = PointerGetDatum(construct_md_array(vals.values, vals.nulls, 1, dims, lbs, BYTEAOID,
-												   -1, false, TYPALIGN_INT));
-	values[3] = TimestampTzGetDatum(now);
-	SPI_connect();
-	if (SPI_execute_plan(storage_plan(PLAN_BUCKET_UPSERT_ITEMS, upsert_items_sql, 4, argtypes),
-						 values, nulls, false, 0) < 0)
-		elog(ERROR, "could not write items");
-	SPI_finish();
+	stg_sort_items(items, nk);
+	r = stg_write_save_many(items, nk, now, &failed);
+	if (failed >= 0)
+		stg_raise_conflict(items[failed].args.id, -1, &r);
 	PG_RETURN_VOID();
 }
 
 /* Deletes the live records in [from, prefix_end(from)); returns the count. */
 static int64
-delete_range(const char *from, const char *exact_id)
+delete_range(const char *from)
 {
 	Oid			argtypes[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
 	Datum		values[3];
@@ -710,11 +645,10 @@ delete_range(const char *from, const char *exact_id)
 	int64		n;
 
 	values[0] = CStringGetTextDatum(from);
-	values[1] = exact_id ? CStringGetTextDatum(psprintf("%s\x01", exact_id)) :
-		PointerGetDatum(prefix_end(from));
-	values[2] = TimestampTzGetDatum(storage_now());
+	values[1] = PointerGetDatum(prefix_end(from));
+	values[2] = TimestampTzGetDatum(stg_now());
 	SPI_connect();
-	if (SPI_execute_plan(storage_plan(PLAN_BUCKET_DELETE, delete_range_sql, 3, argtypes),
+	if (SPI_execute_plan(stg_plan(&delete_range_plan, delete_range_sql, 3, argtypes),
 						 values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not delete");
 	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -725,11 +659,11 @@ delete_range(const char *from, const char *exact_id)
 Datum
 storage_delete_key(PG_FUNCTION_ARGS)
 {
-	char	   *prefix = bucket_prefix(fcinfo, 0, "bucket");
+	char	   *prefix = bucket_id_prefix(fcinfo, 0, "bucket");
 	char	   *key = name_arg(fcinfo, 1, "key");
-	char	   *id = text_to_cstring(joined_id(prefix, key));
+	text	   *id = stg_joined_id(prefix, key);
 
-	if (delete_range(id, id) == 0)
+	if (stg_write_delete(id, -1, stg_now()) != STG_WRITE_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_STORAGE_NOT_FOUND),
 				 errmsg("key \"%s\" is not found", key)));
@@ -739,13 +673,13 @@ storage_delete_key(PG_FUNCTION_ARGS)
 Datum
 storage_delete_bucket(PG_FUNCTION_ARGS)
 {
-	char	   *parent = bucket_prefix(fcinfo, 0, "parent");
+	char	   *parent = bucket_id_prefix(fcinfo, 0, "parent");
 	char	   *bucket = name_arg(fcinfo, 1, "bucket");
 	char	   *prefix = psprintf("%s%s/", parent, bucket);
 	int64		n;
 
-	storage_check_id("joined id", prefix, strlen(prefix));
-	n = delete_range(prefix, NULL);
+	stg_check_id("joined id", prefix, strlen(prefix));
+	n = delete_range(prefix);
 	if (n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_STORAGE_NOT_FOUND),

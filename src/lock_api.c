@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * locks.c
+ * lock_api.c
  *	  TTL locks with fencing tokens: storage_acquire_lock(),
  *	  storage_release_lock() and storage_extend_lock().  A lock on token t
  *	  is the record ".locks/t", live until its TTL runs out, so an abandoned
@@ -63,42 +63,13 @@ PG_FUNCTION_INFO_V1(storage_extend_lock);
 #define MAX_SLEEP_MS 1000
 #define BACKOFF_MAX_MS 50
 
-/* $1 id, $2 expires_at, $3 now: takes a free or expired lock */
-static const char *const take_sql =
-"INSERT INTO %1$s AS r (id, version, expires_at, format, data) "
-"VALUES ($1, 1, $2, NULL, ''::pg_catalog.bytea) "
-"ON CONFLICT (id) DO UPDATE SET version = 1, expires_at = excluded.expires_at, "
-"  format = NULL, data = excluded.data "
-"WHERE NOT " LIVE("r", "$3") " RETURNING 1";
-
 /* $1 id: when the current holder's lock runs out */
 static const char *const holder_sql =
 "SELECT r.expires_at FROM %1$s AS r WHERE r.id OPERATOR(pg_catalog.=) $1";
-
-/* $1 id, $2 now */
-static const char *const release_sql =
-"DELETE FROM %1$s AS r WHERE r.id OPERATOR(pg_catalog.=) $1 RETURNING " LIVE("r", "$2");
-
-/* $1 id, $2 fence: the taker's token, drawn once it holds the row */
-static const char *const fence_sql =
-"UPDATE %1$s AS r SET version = $2 WHERE r.id OPERATOR(pg_catalog.=) $1";
-
-/* $1 id, $2 fence, $3 now: releases only the live lock taken with fence */
-static const char *const release_fenced_sql =
-"DELETE FROM %1$s AS r "
-"WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.version OPERATOR(pg_catalog.=) $2 "
-"  AND (r.expires_at IS NULL OR r.expires_at OPERATOR(pg_catalog.>) $3) "
-"RETURNING 1";
-
-/* $1 id, $2 fence, $3 now, $4 new expires_at */
-static const char *const extend_sql =
-"UPDATE %1$s AS r SET expires_at = $4 "
-"WHERE r.id OPERATOR(pg_catalog.=) $1 AND r.version OPERATOR(pg_catalog.=) $2 "
-"  AND (r.expires_at IS NULL OR r.expires_at OPERATOR(pg_catalog.>) $3) "
-"RETURNING 1";
+static StgPlan holder_plan;
 
 /* broadcasts owed at commit, one bit per condition variable slot */
-StaticAssertDecl(STORAGE_LOCK_CV_SLOTS <= 64, "one bit per slot");
+StaticAssertDecl(STG_LOCK_CV_SLOTS <= 64, "one bit per slot");
 static uint64 pending_broadcasts = 0;
 static bool callback_registered = false;
 
@@ -107,21 +78,18 @@ static Oid	fences_cached = InvalidOid;
 static bool fences_callback_registered = false;
 
 static text *
-lock_id(FunctionCallInfo fcinfo)
+lock_record_id(FunctionCallInfo fcinfo)
 {
 	char	   *token;
-	char	   *id;
 
-	storage_require_arg(fcinfo, 0, "token");
+	stg_require_arg(fcinfo, 0, "token");
 	token = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (token[0] == '\0' || strchr(token, '/') != NULL || token[0] == '.')
+	if (stg_name_problem(token) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid lock token \"%s\"", token),
 				 errdetail("Tokens are non-empty, contain no \"/\" and do not start with \".\".")));
-	id = psprintf(LOCKS_PREFIX "%s", token);
-	storage_check_id("joined id", id, strlen(id));
-	return cstring_to_text(id);
+	return stg_joined_id(LOCKS_PREFIX, token);
 }
 
 static uint32
@@ -154,7 +122,7 @@ fences_seqid(void)
 	if (OidIsValid(fences_cached))
 		return fences_cached;
 	seqid = get_relname_relid(FENCES_SEQUENCE,
-							  get_rel_namespace(storage_records_relid(false)));
+							  get_rel_namespace(stg_records_relid(false)));
 	if (!OidIsValid(seqid))
 		return InvalidOid;
 	if (getExtensionOfObject(RelationRelationId, seqid) != get_extension_oid("storage", false))
@@ -174,14 +142,11 @@ fences_seqid(void)
 
 /*
  * Draws the fencing token for a lock just taken (its row is ours until
- * commit) and stores it as the record's version.  Must be called inside
- * SPI_connect().
+ * commit) and stores it as the record's version.
  */
 static int64
 set_fence(text *id)
 {
-	Oid			argtypes[2] = {TEXTOID, INT8OID};
-	Datum		values[2];
 	Oid			seqid = fences_seqid();
 	int64		fence;
 
@@ -193,18 +158,13 @@ set_fence(text *id)
 	 * what grants the use of locks, as for the records table's rows.
 	 */
 	fence = nextval_internal(seqid, false);
-	values[0] = PointerGetDatum(id);
-	values[1] = Int64GetDatum(fence);
-	if (SPI_execute_plan(storage_plan(PLAN_LOCK_FENCE, fence_sql, 2, argtypes),
-						 values, NULL, false, 0) != SPI_OK_UPDATE ||
-		SPI_processed != 1)
-		elog(ERROR, "could not set the fencing token of lock \"%s\"",
-			 text_to_cstring(id) + strlen(LOCKS_PREFIX));
+	stg_write_set_version(id, fence);
 	return fence;
 }
 
 /*
- * Tries to take the lock; on success sets *fence.
+ * Tries to take the lock, a create of its record (free or expired); on
+ * success sets *fence.
  *
  * The attempt runs in a subtransaction that is rolled back when it fails:
  * INSERT ... ON CONFLICT DO UPDATE locks the conflicting row even when its
@@ -214,25 +174,21 @@ set_fence(text *id)
 static bool
 try_take(text *id, TimestampTz expires, TimestampTz now, int64 *fence)
 {
-	Oid			argtypes[3] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[3];
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
+	StgSaveArgs a = {0};
 	bool		taken;
 
-	values[0] = PointerGetDatum(id);
-	values[1] = TimestampTzGetDatum(expires);
-	values[2] = TimestampTzGetDatum(now);
+	a.id = id;
+	a.expect = 0;
+	a.data = PointerGetDatum(cstring_to_text(""));	/* an empty bytea */
+	a.expires = TimestampTzGetDatum(expires);
+	a.format_null = true;
 
 	BeginInternalSubTransaction(NULL);
-	SPI_connect();
-	if (SPI_execute_plan(storage_plan(PLAN_LOCK_TAKE, take_sql, 3, argtypes),
-						 values, NULL, false, 0) < 0)
-		elog(ERROR, "could not take lock");
-	taken = SPI_processed > 0;
+	taken = stg_write_save(&a, now).status == STG_WRITE_OK;
 	if (taken)
 		*fence = set_fence(id);
-	SPI_finish();
 	if (taken)
 		ReleaseCurrentSubTransaction();
 	else
@@ -254,7 +210,7 @@ holder_expiry(text *id, TimestampTz now)
 	values[0] = PointerGetDatum(id);
 	SPI_connect();
 	/* not read-only: a fresh snapshot, to see a release that just committed */
-	if (SPI_execute_plan(storage_plan(PLAN_LOCK_HOLDER, holder_sql, 1, argtypes),
+	if (SPI_execute_plan(stg_plan(&holder_plan, holder_sql, 1, argtypes),
 						 values, NULL, false, 1) == SPI_OK_SELECT &&
 		SPI_processed > 0)
 	{
@@ -268,7 +224,7 @@ holder_expiry(text *id, TimestampTz now)
 
 /*
  * Sleeps until woken, the holder's expiry or a timeout; interruptible.
- * holder_until and now are both on the storage_now() clock (which tests
+ * holder_until and now are both on the stg_now() clock (which tests
  * may pin), so the sleep is bounded by what liveness will decide.
  */
 static void
@@ -305,18 +261,18 @@ wait_for_release(ConditionVariable *cv, TimestampTz now, TimestampTz holder_unti
 Datum
 storage_acquire_lock(PG_FUNCTION_ARGS)
 {
-	text	   *id = lock_id(fcinfo);
+	text	   *id = lock_record_id(fcinfo);
 	Interval   *ttl;
-	ConditionVariable *cv = storage_lock_cv(token_hash(id));
+	ConditionVariable *cv = stg_lock_cv(token_hash(id));
 	long		backoff_ms = 1;
 	bool		look = false;
 	int64		fence = 0;
 	TimestampTz expires;
 
-	storage_require_arg(fcinfo, 1, "ttl");
+	stg_require_arg(fcinfo, 1, "ttl");
 	ttl = PG_GETARG_INTERVAL_P(1);
 	/* refuse a ttl that would not reach past now before waiting for anyone */
-	(void) storage_ttl_expiry(ttl, storage_now(), false, &expires);
+	(void) stg_ttl_expiry(ttl, stg_now(), false, &expires);
 
 	for (;;)
 	{
@@ -332,7 +288,7 @@ storage_acquire_lock(PG_FUNCTION_ARGS)
 		 */
 		if (cv)
 			ConditionVariablePrepareToSleep(cv);
-		now = storage_now();
+		now = stg_now();
 		if (look && (holder_until = holder_expiry(id, now)) > now)
 		{
 			if (IsolationUsesXactSnapshot())
@@ -346,7 +302,7 @@ storage_acquire_lock(PG_FUNCTION_ARGS)
 			wait_for_release(cv, now, holder_until, &backoff_ms);
 			continue;
 		}
-		(void) storage_ttl_expiry(ttl, now, false, &expires);
+		(void) stg_ttl_expiry(ttl, now, false, &expires);
 		if (try_take(id, expires, now, &fence))
 			break;
 		look = true;			/* held, or someone else was quicker */
@@ -364,10 +320,10 @@ broadcast_at_commit(XactEvent event, void *arg)
 
 	if (event == XACT_EVENT_COMMIT && pending_broadcasts != 0)
 	{
-		for (i = 0; i < STORAGE_LOCK_CV_SLOTS; i++)
+		for (i = 0; i < STG_LOCK_CV_SLOTS; i++)
 		{
 			if (pending_broadcasts & (UINT64CONST(1) << i))
-				ConditionVariableBroadcast(storage_lock_cv(i));
+				ConditionVariableBroadcast(stg_lock_cv(i));
 		}
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
@@ -379,14 +335,14 @@ broadcast_at_commit(XactEvent event, void *arg)
 static void
 wake_waiters_at_commit(text *id)
 {
-	if (storage_lock_cv(0) == NULL)
+	if (stg_lock_cv(0) == NULL)
 		return;
 	if (!callback_registered)
 	{
 		RegisterXactCallback(broadcast_at_commit, NULL);
 		callback_registered = true;
 	}
-	pending_broadcasts |= UINT64CONST(1) << (token_hash(id) % STORAGE_LOCK_CV_SLOTS);
+	pending_broadcasts |= UINT64CONST(1) << (token_hash(id) % STG_LOCK_CV_SLOTS);
 }
 
 /*
@@ -397,23 +353,9 @@ wake_waiters_at_commit(text *id)
 Datum
 storage_release_lock(PG_FUNCTION_ARGS)
 {
-	Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
-	Datum		values[2];
-	text	   *id = lock_id(fcinfo);
-	bool		live = false;
-	bool		isnull;
+	text	   *id = lock_record_id(fcinfo);
 
-	values[0] = PointerGetDatum(id);
-	values[1] = TimestampTzGetDatum(storage_now());
-	SPI_connect();
-	if (SPI_execute_plan(storage_plan(PLAN_LOCK_RELEASE, release_sql, 2, argtypes),
-						 values, NULL, false, 0) < 0)
-		elog(ERROR, "could not release lock");
-	if (SPI_processed > 0)
-		live = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-										  1, &isnull));
-	SPI_finish();
-	if (!live)
+	if (stg_write_delete(id, -1, stg_now()) != STG_WRITE_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_STORAGE_NOT_FOUND),
 				 errmsg("lock \"%s\" is not held", text_to_cstring(id) + strlen(LOCKS_PREFIX))));
@@ -428,44 +370,13 @@ fence_arg(FunctionCallInfo fcinfo, int argno)
 {
 	int64		fence;
 
-	storage_require_arg(fcinfo, argno, "fence");
+	stg_require_arg(fcinfo, argno, "fence");
 	fence = PG_GETARG_INT64(argno);
 	if (fence < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("fence must be positive")));
 	return fence;
-}
-
-/*
- * Runs the fenced statement "which" on the live lock id taken with fence;
- * true if it found it.  The statement's extra argument, if any, is
- * $4 = extra.
- */
-static bool
-on_held_lock(StoragePlanId which, const char *sql, text *id, int64 fence,
-			 TimestampTz now, bool has_extra, Datum extra)
-{
-	Oid			argtypes[4] = {TEXTOID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[4];
-	int			ret;
-	bool		found;
-
-	values[0] = PointerGetDatum(id);
-	values[1] = Int64GetDatum(fence);
-	values[2] = TimestampTzGetDatum(now);
-	values[3] = extra;
-	SPI_connect();
-	ret = SPI_execute_plan(storage_plan(which, sql, has_extra ? 4 : 3, argtypes),
-						   values, NULL, false, 0);
-	if (ret != SPI_OK_DELETE_RETURNING && ret != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not change lock \"%s\": %s",
-			 text_to_cstring(id) + strlen(LOCKS_PREFIX), SPI_result_code_string(ret));
-	found = SPI_processed > 0;
-	if (found && which == PLAN_LOCK_EXTEND)
-		storage_feed_touched(id);
-	SPI_finish();
-	return found;
 }
 
 /*
@@ -476,11 +387,10 @@ on_held_lock(StoragePlanId which, const char *sql, text *id, int64 fence,
 Datum
 storage_release_lock_fenced(PG_FUNCTION_ARGS)
 {
-	text	   *id = lock_id(fcinfo);
+	text	   *id = lock_record_id(fcinfo);
 	int64		fence = fence_arg(fcinfo, 1);
 
-	if (!on_held_lock(PLAN_LOCK_RELEASE_FENCED, release_fenced_sql, id, fence,
-					  storage_now(), false, (Datum) 0))
+	if (stg_write_delete(id, fence, stg_now()) != STG_WRITE_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_STORAGE_NOT_FOUND),
 				 errmsg("lock \"%s\" is not held with fence " INT64_FORMAT,
@@ -503,16 +413,16 @@ storage_release_lock_fenced(PG_FUNCTION_ARGS)
 Datum
 storage_extend_lock(PG_FUNCTION_ARGS)
 {
-	text	   *id = lock_id(fcinfo);
+	text	   *id = lock_record_id(fcinfo);
 	int64		fence = fence_arg(fcinfo, 1);
 	Interval   *ttl;
 	TimestampTz now;
 	TimestampTz expires;
 
-	storage_require_arg(fcinfo, 2, "ttl");
+	stg_require_arg(fcinfo, 2, "ttl");
 	ttl = PG_GETARG_INTERVAL_P(2);
-	now = storage_now();
-	(void) storage_ttl_expiry(ttl, now, false, &expires);
-	PG_RETURN_BOOL(on_held_lock(PLAN_LOCK_EXTEND, extend_sql, id, fence, now,
-								true, TimestampTzGetDatum(expires)));
+	now = stg_now();
+	(void) stg_ttl_expiry(ttl, now, false, &expires);
+	PG_RETURN_BOOL(stg_write_touch(id, false, TimestampTzGetDatum(expires),
+								   fence, now) == STG_WRITE_OK);
 }
