@@ -118,6 +118,23 @@ ttl_expiry(FunctionCallInfo fcinfo, int argno, TimestampTz now, TimestampTz *out
 	return stg_ttl_expiry(PG_GETARG_INTERVAL_P(argno), now, true, out);
 }
 
+/* The bucket (argument 0) and key (argument 1) of a value function. */
+typedef struct ValKey
+{
+	char	   *prefix;			/* the bucket's id prefix */
+	char	   *key;
+} ValKey;
+
+static ValKey
+val_key(FunctionCallInfo fcinfo)
+{
+	ValKey		k;
+
+	k.prefix = bucket_id_prefix(fcinfo, 0, "bucket");
+	k.key = name_arg(fcinfo, 1, "key");
+	return k;
+}
+
 /*
  * The save of one value: bucket values have format NULL and expire after
  * the ttl argument ttl_argno (NULL or 0: never).
@@ -143,16 +160,15 @@ val_args(FunctionCallInfo fcinfo, text *id, int64 expect, int ttl_argno,
 Datum
 storage_create_val(PG_FUNCTION_ARGS)
 {
-	char	   *prefix = bucket_id_prefix(fcinfo, 0, "bucket");
-	char	   *key = name_arg(fcinfo, 1, "key");
-	text	   *id = stg_joined_id(prefix, key);
+	ValKey		k = val_key(fcinfo);
+	text	   *id = stg_joined_id(k.prefix, k.key);
 	TimestampTz now = stg_now();
 	StgSaveArgs a = val_args(fcinfo, id, 0, 3, now);
 
 	if (stg_write_save(&a, now).status != STG_WRITE_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_STORAGE_ALREADY_EXISTS),
-				 errmsg("key \"%s\" already exists", key),
+				 errmsg("key \"%s\" already exists", k.key),
 				 errdetail("Record \"%s\" is live.", text_to_cstring(id))));
 	PG_RETURN_VOID();
 }
@@ -161,10 +177,9 @@ storage_create_val(PG_FUNCTION_ARGS)
 Datum
 storage_upsert_val(PG_FUNCTION_ARGS)
 {
-	char	   *prefix = bucket_id_prefix(fcinfo, 0, "bucket");
-	char	   *key = name_arg(fcinfo, 1, "key");
+	ValKey		k = val_key(fcinfo);
 	TimestampTz now = stg_now();
-	StgSaveArgs a = val_args(fcinfo, stg_joined_id(prefix, key), -1, 3, now);
+	StgSaveArgs a = val_args(fcinfo, stg_joined_id(k.prefix, k.key), -1, 3, now);
 	StgWriteResult r = stg_write_save(&a, now);
 
 	if (r.status != STG_WRITE_OK)
@@ -179,8 +194,7 @@ storage_upsert_val(PG_FUNCTION_ARGS)
 Datum
 storage_compare_and_swap_val(PG_FUNCTION_ARGS)
 {
-	char	   *prefix = bucket_id_prefix(fcinfo, 0, "bucket");
-	char	   *key = name_arg(fcinfo, 1, "key");
+	ValKey		k = val_key(fcinfo);
 	TimestampTz now = stg_now();
 	StgSaveArgs a;
 	StgWriteResult r;
@@ -190,7 +204,7 @@ storage_compare_and_swap_val(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("prev_val must not be null or empty"),
 				 errhint("Use storage_create_val() to create a value.")));
-	a = val_args(fcinfo, stg_joined_id(prefix, key), -1, 4, now);
+	a = val_args(fcinfo, stg_joined_id(k.prefix, k.key), -1, 4, now);
 	a.match_data = PG_GETARG_BYTEA_PP(3);
 	r = stg_write_save(&a, now);
 	if (r.status == STG_WRITE_OVERFLOW)
@@ -198,8 +212,8 @@ storage_compare_and_swap_val(PG_FUNCTION_ARGS)
 	if (r.status != STG_WRITE_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_STORAGE_COMPARE_FAILED),
-				 errmsg("compare failed for key \"%s\"", key),
-				 errdetail("No live value of key \"%s\" equals prev_val.", key)));
+				 errmsg("compare failed for key \"%s\"", k.key),
+				 errdetail("No live value of key \"%s\" equals prev_val.", k.key)));
 	PG_RETURN_VOID();
 }
 
@@ -274,7 +288,7 @@ walk_restart(BucketWalk *w)
 	values[0] = w->keys[0].sk_argument;
 	values[1] = w->keys[1].sk_argument;
 	w->cursor = SPI_cursor_open(NULL, stg_plan(&walk_plan, walk_sql,
-												   2, argtypes),
+											   2, argtypes),
 								values, NULL, true);
 }
 
@@ -410,14 +424,13 @@ storage_get_val(PG_FUNCTION_ARGS)
 {
 	Oid			argtypes[2] = {TEXTOID, TIMESTAMPTZOID};
 	Datum		values[2];
-	char	   *prefix = bucket_id_prefix(fcinfo, 0, "bucket");
-	char	   *key = name_arg(fcinfo, 1, "key");
+	ValKey		k = val_key(fcinfo);
 	TimestampTz now = stg_now();
 	bool		isnull = true;
 	Datum		result = (Datum) 0;
 	bool		found;
 
-	values[0] = PointerGetDatum(stg_joined_id(prefix, key));
+	values[0] = PointerGetDatum(stg_joined_id(k.prefix, k.key));
 	values[1] = TimestampTzGetDatum(now);
 	SPI_connect();
 	if (SPI_execute_plan(stg_plan(&get_plan, get_sql, 2, argtypes),
@@ -431,15 +444,15 @@ storage_get_val(PG_FUNCTION_ARGS)
 			result = SPI_datumTransfer(result, false, -1);
 	}
 	SPI_finish();
-	if (!found && live_below(psprintf("%s%s/", prefix, key), now))
+	if (!found && live_below(psprintf("%s%s/", k.prefix, k.key), now))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"%s\" is a bucket, not a key", key),
+				 errmsg("\"%s\" is a bucket, not a key", k.key),
 				 errhint("Use storage_get_keys() or storage_get_items() to read a bucket.")));
 	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_STORAGE_NOT_FOUND),
-				 errmsg("key \"%s\" is not found", key)));
+				 errmsg("key \"%s\" is not found", k.key)));
 	if (isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
@@ -659,14 +672,13 @@ delete_range(const char *from)
 Datum
 storage_delete_key(PG_FUNCTION_ARGS)
 {
-	char	   *prefix = bucket_id_prefix(fcinfo, 0, "bucket");
-	char	   *key = name_arg(fcinfo, 1, "key");
-	text	   *id = stg_joined_id(prefix, key);
+	ValKey		k = val_key(fcinfo);
+	text	   *id = stg_joined_id(k.prefix, k.key);
 
 	if (stg_write_delete(id, -1, stg_now()) != STG_WRITE_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_STORAGE_NOT_FOUND),
-				 errmsg("key \"%s\" is not found", key)));
+				 errmsg("key \"%s\" is not found", k.key)));
 	PG_RETURN_VOID();
 }
 

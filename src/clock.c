@@ -149,7 +149,7 @@ storage_expiry_slot(PG_FUNCTION_ARGS)
  */
 bool
 stg_ttl_expiry(const Interval *ttl, TimestampTz now, bool zero_means_never,
-				   TimestampTz *expires)
+			   TimestampTz *expires)
 {
 	if (ttl->month == 0 && ttl->day == 0 && ttl->time == 0 && zero_means_never)
 		return false;

@@ -774,8 +774,8 @@ update_found(StgWriter *w, const StgSaveArgs *a, int64 version)
 	/* not a HOT update: every index gets an entry for the new version */
 	if (!stg_no_index_update(update_indexes))
 		list_free(stg_insert_index_tuples(writer_rri(w), w->newrow, w->estate,
-											  true, false, NULL, NIL,
-											  stg_only_summarizing(update_indexes)));
+										  true, false, NULL, NIL,
+										  stg_only_summarizing(update_indexes)));
 	return true;
 }
 
@@ -799,7 +799,7 @@ insert_new(StgWriter *w, const StgSaveArgs *a)
 	/* the index entries point at the tuple just placed */
 	Assert(ItemPointerIsValid(&w->newrow->tts_tid));
 	list_free(stg_insert_index_tuples(rri, w->newrow, w->estate, false, true,
-										  &conflict, w->arbiter, false));
+									  &conflict, w->arbiter, false));
 	table_tuple_complete_speculative(w->rel, w->newrow, token, !conflict);
 	SpeculativeInsertionLockRelease(xid);
 	return !conflict;
@@ -934,7 +934,7 @@ stg_writer_delete(StgWriter *w, text *id, int64 expect, TimestampTz now)
  */
 StgWriteStatus
 stg_writer_touch(StgWriter *w, text *id, bool expires_null,
-					 Datum expires, int64 expect, TimestampTz now)
+				 Datum expires, int64 expect, TimestampTz now)
 {
 	MemoryContext oldcxt = record_context(w);
 	StgWriteStatus st = touch_one(w, id, expires_null, expires, expect, now);

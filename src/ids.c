@@ -35,7 +35,7 @@ stg_require_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
  */
 StgArrayArg
 stg_array_arg(FunctionCallInfo fcinfo, int argno, const char *name,
-				  bool required)
+			  bool required)
 {
 	StgArrayArg a = {NULL, NULL, -1, 1};
 	ArrayType  *arr;

@@ -230,7 +230,7 @@ purge_tids(TimestampTz now, ItemPointerData *tids, int n,
 	values[0] = TimestampTzGetDatum(now);
 	values[1] = PointerGetDatum(arr);
 	if (!execute_in_subxact(stg_plan(&purge_tids_plan, purge_tids_sql,
-										 2, argtypes),
+									 2, argtypes),
 							values, NULL, &deleted, &edata))
 	{
 		if (n == 1)
@@ -285,7 +285,7 @@ purge_batch_spi(TimestampTz now, int batch_size, StgPurgeRound *round)
 	FreeErrorData(edata);
 
 	plan = stg_plan(&purge_candidates_plan, purge_candidates_sql, 5,
-						argtypes);
+					argtypes);
 	ret = SPI_execute_plan(plan, values, nulls, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not list expired records: %s",

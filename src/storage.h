@@ -1,9 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * storage.h
- *	  Declarations shared by the C files of the storage extension: the
- *	  record limits, the extension's own SQLSTATEs, the liveness clock,
- *	  id validation, the location of the records table and the purge loop.
+ *	  Declarations shared by the C files of the storage extension, a
+ *	  section per file: the records table's columns and limits, the
+ *	  extension's SQLSTATEs, the settings, the clock and the liveness rule,
+ *	  argument validation, the records table and its saved plans, the write
+ *	  core, the direct path, the purge and the shared memory.  The C
+ *	  internals are named stg_ (Stg, STG_), apart from the change feed's
+ *	  (feed.c); storage_ names are the SQL functions' entry points.
  *
  *-------------------------------------------------------------------------
  */
@@ -73,16 +77,16 @@ stg_live(bool expires_null, Datum expires, TimestampTz now)
 extern TimestampTz stg_now(void);
 extern TimestampTz stg_slot_end(TimestampTz ts);
 extern bool stg_expiry_slot_of(bool expires_null, Datum expires,
-								   Datum *slot);
+							   Datum *slot);
 extern bool stg_ttl_expiry(const Interval *ttl, TimestampTz now,
-							   bool zero_means_never, TimestampTz *expires);
+						   bool zero_means_never, TimestampTz *expires);
 
 /* ids.c */
 extern Datum storage_prefix_end(PG_FUNCTION_ARGS);
 extern text *stg_id_arg(FunctionCallInfo fcinfo, int argno);
 extern void stg_check_id(const char *what, const char *id, int len);
 extern void stg_require_arg(FunctionCallInfo fcinfo, int argno,
-								const char *argname);
+							const char *argname);
 extern const char *stg_name_problem(const char *name);
 extern text *stg_joined_id(const char *prefix, const char *name);
 
@@ -96,7 +100,7 @@ typedef struct StgArrayArg
 } StgArrayArg;
 
 extern StgArrayArg stg_array_arg(FunctionCallInfo fcinfo, int argno,
-										 const char *name, bool required);
+								 const char *name, bool required);
 
 /*
  * relation.c: where the records table is, and this backend's saved SPI
@@ -213,7 +217,7 @@ extern void stg_write_set_version(text *id, int64 version);
 
 /* records.c: the errors of a save that wrote nothing */
 pg_noreturn extern void stg_raise_conflict(const text *id, int64 expect,
-											   const StgWriteResult *r);
+										   const StgWriteResult *r);
 
 /*
  * direct.c: the direct write path of the saves (no SPI), used whenever it
@@ -239,14 +243,14 @@ extern const char *stg_direct_refusal(Relation rel, StgOp op);
 extern StgWriter *stg_writer_begin(StgOp op);
 extern void stg_writer_walk(StgWriter *w);
 extern StgWriteResult stg_writer_save(StgWriter *w, const StgSaveArgs *a,
-										  TimestampTz now);
+									  TimestampTz now);
 extern StgWriteStatus stg_writer_delete(StgWriter *w, text *id,
-											int64 expect, TimestampTz now);
+										int64 expect, TimestampTz now);
 extern StgWriteStatus stg_writer_touch(StgWriter *w, text *id,
-										   bool expires_null, Datum expires,
-										   int64 expect, TimestampTz now);
+									   bool expires_null, Datum expires,
+									   int64 expect, TimestampTz now);
 extern bool stg_writer_set_version(StgWriter *w, text *id,
-									   int64 version);
+								   int64 version);
 extern Relation stg_writer_relation(StgWriter *w);
 extern TupleTableSlot *stg_writer_slot(StgWriter *w);
 extern void stg_writer_end(StgWriter *w);
@@ -270,7 +274,7 @@ typedef struct StgPurgeRound
 
 extern void stg_purge_round_init(StgPurgeRound *round);
 extern uint64 stg_purge_batch(TimestampTz now, int batch_size,
-								  StgPurgeRound *round);
+							  StgPurgeRound *round);
 
 /*
  * status.c: the expiry worker's state per database, in shared memory when

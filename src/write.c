@@ -418,7 +418,7 @@ save_kind(StgSaveItem *items, int n, SaveKind kind, TimestampTz now)
 	values[5] = PointerGetDatum(build_array(cols[4], NULL, m, INT8OID));
 
 	plan = stg_plan(plans[kind], sql[kind],
-						kind == SAVE_UPDATE ? 6 : 5, argtypes);
+					kind == SAVE_UPDATE ? 6 : 5, argtypes);
 	if (SPI_execute_plan(plan, values, NULL, false, 0) < 0)
 		elog(ERROR, "could not save records");
 
@@ -637,7 +637,7 @@ stg_write_touch(text *id, bool expires_null, Datum expires, int64 expect,
 	if (w != NULL)
 	{
 		StgWriteStatus st = stg_writer_touch(w, id, expires_null, expires,
-												 expect, now);
+											 expect, now);
 
 		stg_writer_end(w);
 		return st;
