@@ -167,11 +167,26 @@ feed_records_relid(Relation changed)
 	return feed_relid;
 }
 
+/* A true/false option of the plugin. */
+static bool
+feed_bool_option(DefElem *elem)
+{
+	bool		result;
+
+	if (elem->arg == NULL || !parse_bool(strVal(elem->arg), &result))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" of the storage output plugin must be true or false",
+						elem->defname)));
+	return result;
+}
+
 static void
 feed_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 			 bool is_init)
 {
 	FeedState  *st = MemoryContextAllocZero(ctx->context, sizeof(FeedState));
+	MemoryContext old = MemoryContextSwitchTo(ctx->context);
 	ListCell   *lc;
 
 	st->prefix = "";
@@ -180,22 +195,13 @@ feed_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 	foreach(lc, ctx->output_plugin_options)
 	{
 		DefElem    *elem = lfirst(lc);
-		char	   *val = elem->arg ? strVal(elem->arg) : NULL;
 
 		if (strcmp(elem->defname, "prefix") == 0)
-			st->prefix = MemoryContextStrdup(ctx->context, val ? val : "");
-		else if ((strcmp(elem->defname, "values") == 0 ||
-				  strcmp(elem->defname, "commits") == 0) &&
-				 val != NULL &&
-				 parse_bool(val, strcmp(elem->defname, "values") == 0 ?
-							&st->values : &st->commits))
-			continue;
-		else if (strcmp(elem->defname, "values") == 0 ||
-				 strcmp(elem->defname, "commits") == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("option \"%s\" of the storage output plugin must be true or false",
-							elem->defname)));
+			st->prefix = pstrdup(elem->arg ? strVal(elem->arg) : "");
+		else if (strcmp(elem->defname, "values") == 0)
+			st->values = feed_bool_option(elem);
+		else if (strcmp(elem->defname, "commits") == 0)
+			st->commits = feed_bool_option(elem);
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -208,6 +214,7 @@ feed_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 										  ALLOCSET_DEFAULT_SIZES);
 	initStringInfo(&st->held.id);
 	initStringInfo(&st->held.event);
+	MemoryContextSwitchTo(old);
 	ctx->output_plugin_private = st;
 	opt->output_type = OUTPUT_PLUGIN_BINARY_OUTPUT;
 	opt->receive_rewrites = false;
@@ -290,16 +297,23 @@ feed_flush(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, char note)
 	feed_write(ctx, h->event.data, h->event.len);
 }
 
+/* A column of the tuple; a column the table lacks is NULL. */
+static Datum
+feed_attr(HeapTuple tuple, TupleDesc desc, FeedColumn col, bool *isnull)
+{
+	*isnull = true;
+	if (feed_attnums[col] == InvalidAttrNumber)
+		return (Datum) 0;
+	return heap_getattr(tuple, feed_attnums[col], desc, isnull);
+}
+
 /* A value of the tuple, or NULL; *unchanged if it is a TOAST pointer. */
 static struct varlena *
 feed_varlena(HeapTuple tuple, TupleDesc desc, FeedColumn col, bool *unchanged)
 {
 	bool		isnull;
-	Datum		d;
+	Datum		d = feed_attr(tuple, desc, col, &isnull);
 
-	if (feed_attnums[col] == InvalidAttrNumber)
-		return NULL;
-	d = heap_getattr(tuple, feed_attnums[col], desc, &isnull);
 	if (isnull)
 		return NULL;
 
@@ -371,9 +385,9 @@ feed_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	{
 		Datum		d;
 
-		d = heap_getattr(tuple, feed_attnums[FEED_COL_VERSION], desc, &isnull);
+		d = feed_attr(tuple, desc, FEED_COL_VERSION, &isnull);
 		version = isnull ? 0 : DatumGetInt64(d);
-		d = heap_getattr(tuple, feed_attnums[FEED_COL_EXPIRES], desc, &isnull);
+		d = feed_attr(tuple, desc, FEED_COL_EXPIRES, &isnull);
 		has_expires = !isnull;
 		expires = isnull ? 0 : DatumGetTimestampTz(d);
 	}

@@ -6,6 +6,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 
 my $node = PostgreSQL::Test::Cluster->new('feed');
 $node->init(allows_streaming => 'logical');
@@ -132,6 +133,14 @@ is(raw_events('raw_nv', 'values', 'false'), join("\n",
 	'P b1 1 9', 'C 1', 'E b1 0 8', 'C 1', 'P b2 1 9', 'C 1', 'E b2 0 8', 'P b2 1 8', 'C 2',
 	'P a2 1 8', 'C 1', 'T a2 1 9', 'C 1', 'D a2 0 8', 'C 1', 'P b3 1 9', 'C 1', 'E b3 0 8', 'C 1'),
 	'values=false: no format and data');
+
+my ($rc, $out, $err) = $node->psql('postgres',
+	q{SELECT count(*) FROM pg_logical_slot_peek_binary_changes('raw', NULL, NULL, 'colour', 'red')});
+like($err, qr/ERROR:  unknown option "colour" of the storage output plugin/, 'an unknown option is refused');
+($rc, $out, $err) = $node->psql('postgres',
+	q{SELECT count(*) FROM pg_logical_slot_peek_binary_changes('raw', NULL, NULL, 'values', 'maybe')});
+like($err, qr/ERROR:  option "values" of the storage output plugin must be true or false/,
+	'values must be true or false');
 
 is(changes('storage_changes_peek', 'w_b'), join("\n",
 	'put b1 1 x', 'expire b1', 'put b2 1 y', 'expire b2', 'put b2 1 z', 'put b3 1 x', 'expire b3'),
@@ -388,8 +397,39 @@ is($app->('mon', q{
 	  FROM storage_watch_status}),
 	"w||postgres|f|t|t|t|reserved|t\nw_b|b|postgres|f|f|t|t|reserved|t",
 	'storage_watch_status: lag and WAL retained per watch, for pg_monitor');
+# while a replication connection reads a watch
+my $recv_h = IPC::Run::start([ 'pg_recvlogical', '-d', $node->connstr('postgres'), '-S', 'w',
+	'--start', '--no-loop', '-f', '/dev/null' ]);
+$node->poll_query_until('postgres', q{SELECT active FROM storage_watch_status WHERE slot = 'w'})
+  or die 'pg_recvlogical did not start';
+$node->safe_psql('postgres', q{SELECT storage_save('lag-active', 'x')});
+is($node->safe_psql('postgres', q{
+	SELECT active, lag_seconds >= 0, lag_bytes >= 0 FROM storage_watch_status WHERE slot = 'w'}),
+	't|t|t', 'storage_watch_status: an active watch with its consumer\'s lag');
+($rc, $out, $err) = $node->psql('postgres', q{SELECT count(*) FROM storage_changes('w')});
+like($err, qr/ERROR:  replication slot "w" is active for PID/,
+	'storage_changes refuses a watch a replication connection reads');
+$recv_h->kill_kill;
+$recv_h->finish;
+
 is($node->safe_psql('postgres', q{SELECT FROM storage_watch_drop('w_b');
 	SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'w_b'}), '0',
 	'storage_watch_drop drops the slot');
+
+# The plugin finds the records table under each transaction's snapshot: a
+# DROP and CREATE EXTENSION in the decoded history give it a new OID, and
+# the changes of both tables are reported.
+$node->safe_psql('postgres', q{
+	SELECT pg_create_logical_replication_slot('reinc', 'storage');
+	SELECT storage_save('x1', 'x');
+	DROP EXTENSION storage CASCADE;
+	CREATE TABLE storage_records (id text, version bigint, data bytea);
+	INSERT INTO storage_records VALUES ('not-the-extension''s', 1, 'x');
+	DROP TABLE storage_records;
+	CREATE EXTENSION storage;
+	SELECT storage_save('x2', 'y');
+});
+is(raw_events('reinc'), "P x1 1 4 x\nC 1\nP x2 1 4 y\nC 1",
+	'changes before a DROP EXTENSION and after the CREATE EXTENSION, nothing of another table of that name');
 
 done_testing();
