@@ -100,6 +100,18 @@ check-client:
 	sh $(srcdir)/test/client/run.sh
 .PHONY: check-client
 
+# make bench-redis (as root, like bench/run.sh, which it runs with
+# SECTIONS=redis): each call against PostgreSQL's own ceiling and against
+# Redis, and the client library against hiredis (bench/redis_section.sh);
+# installs redis-server and libhiredis-dev when missing.  The table goes to
+# stdout and to $RESULTS (default /tmp/storage-bench-redis.md: a full
+# bench/run.sh writes bench/RESULTS.md).  Quicker: RECORDS=20000
+# RUN_SECONDS=1 REDIS_ROUNDS=3.
+bench-redis:
+	RECORDS=$${RECORDS:-200000} REPS=1 SECTIONS=redis \
+	RESULTS=$${RESULTS:-/tmp/storage-bench-redis.md} bash $(srcdir)/bench/run.sh
+.PHONY: bench-redis
+
 # The client library (src/client, see its Makefile) is built and installed
 # with the extension.  Its install goes to /usr/local unless PREFIX= or
 # DESTDIR= say otherwise.  STORAGE_CLIENT=no leaves it out (debian/rules

@@ -20,7 +20,9 @@
  *			   option.
  *			 pooler_check ops URI
  *			   save, fetch, one save_many of 3, fetch_many, delete_many,
- *			   list: all succeed (run.sh reads the server log after it).
+ *			   list, a pipeline of separate calls (one of them failing)
+ *			   and two atomic pipelines (one failing): each call's result
+ *			   as without a pooler (run.sh reads the server log after it).
  *			 pooler_check restart URI COMMAND
  *			   save, run COMMAND (restarts the server), then a write, a
  *			   read and a batch on the same handle must succeed.
@@ -121,6 +123,47 @@ handles(const char *uri, bool want_fail)
 	return failures == 0 ? 0 : 1;
 }
 
+#define SAVE(id_, expect_) \
+	{.kind = STORAGE_OP_SAVE, .rec = {.id = (id_), .data = (unsigned char *) "p", \
+	 .data_len = 1}, .expect_version = (expect_)}
+
+/* The pipelined forms: separate transactions, and one transaction. */
+static void
+pipelined(storage_client *h)
+{
+	storage_op	sep[4] = {
+		SAVE("ops:p1", 0),
+		SAVE("ops:p1", 5),		/* conflict: only this call fails */
+		{.kind = STORAGE_OP_FETCH, .id = "ops:p1"},
+		{.kind = STORAGE_OP_DELETE, .id = "ops:p1"},
+	};
+	storage_op	atom[2] = {SAVE("ops:p2", 0), SAVE("ops:p3", 0)};
+	storage_record r;
+	storage_status st;
+
+	st = storage_pipeline(h, sep, 4, 0);
+	check(st == STORAGE_VERSION_CONFLICT && sep[0].status == STORAGE_OK &&
+		  sep[1].status == STORAGE_VERSION_CONFLICT &&
+		  strcmp(sep[1].errcode, "SV001") == 0 && sep[2].status == STORAGE_OK &&
+		  sep[2].version == 1 && sep[3].status == STORAGE_OK && sep[3].deleted,
+		  "pipeline of separate calls, the second failing", h);
+	storage_pipeline_clear(sep, 4);
+	st = storage_pipeline(h, atom, 2, STORAGE_PIPELINE_ATOMIC);
+	check(st == STORAGE_OK && atom[0].version == 1 && atom[1].version == 1,
+		  "atomic pipeline", h);
+	storage_pipeline_clear(atom, 2);
+	atom[0].expect_version = 1;
+	st = storage_pipeline(h, atom, 2, STORAGE_PIPELINE_ATOMIC);
+	check(st == STORAGE_VERSION_CONFLICT && atom[0].status == STORAGE_ABORTED &&
+		  atom[1].status == STORAGE_VERSION_CONFLICT &&
+		  storage_fetch(h, "ops:p2", &r) == STORAGE_OK && r.version == 1,
+		  "atomic pipeline, the second call failing: nothing applied", h);
+	storage_record_clear(&r);
+	storage_pipeline_clear(atom, 2);
+	storage_delete(h, "ops:p2", NULL);
+	storage_delete(h, "ops:p3", NULL);
+}
+
 static int
 ops(const char *uri)
 {
@@ -152,6 +195,7 @@ ops(const char *uri)
 	check(storage_list(h, "ops:", &got, &n) == STORAGE_OK && n == 1, "list", h);
 	storage_records_free(got, n);
 	check(storage_delete(h, "ops:0", NULL) == STORAGE_OK, "delete", h);
+	pipelined(h);
 	storage_close(h);
 	return failures == 0 ? 0 : 1;
 }

@@ -1,0 +1,2 @@
+\set id random(1, :records)
+UPDATE raw_records SET data = :payload WHERE id = 'user:' || :id;

@@ -1,0 +1,369 @@
+/*-------------------------------------------------------------------------
+ *
+ * pipeline_bench.c
+ *	  libstorage_client on the postgresql backend against hiredis on Redis,
+ *	  the same work on the same machine: fetch and save (unconditional,
+ *	  with a TTL; on Redis an EVAL that bumps a version, writes the data
+ *	  and sets EXPIRE) as single calls, pipelined by 100 (storage_pipeline
+ *	  with a Sync per call against redisAppendCommand) and as batches of
+ *	  100 (storage_fetch_many / storage_save_many against MGET / one EVAL
+ *	  over 100 keys), with 1 and 4 threads, each thread with its own
+ *	  connection.  Every measurement runs -s seconds; the rounds (-r)
+ *	  interleave the two sides, and the ratio printed is the median of the
+ *	  rounds' ratios.  Prints a Markdown table (records/s).
+ *
+ *	  usage: pipeline_bench [-s seconds] [-r rounds] [-n records] PG_CONNINFO REDIS_SOCKET
+ *	  The records exist: user:1..n in the storage table (bench/run.sh
+ *	  loads them), user:<12 digits> strings and rec:<12 digits> hashes
+ *	  0..n-1 in Redis (bench/redis_section.sh).
+ *
+ *-------------------------------------------------------------------------
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "storage_client.h"
+
+#define BATCH 100
+#define MAX_THREADS 4
+#define MAX_ROUNDS 15
+
+static const char *pg_uri;
+static const char *redis_sock;
+static int	seconds = 2;
+static int	nrecords = 200000;
+static unsigned char payload[200];
+
+static const char *const SAVE_ONE =
+"local v = redis.call('HINCRBY', KEYS[1], 'v', 1) "
+"redis.call('HSET', KEYS[1], 'd', ARGV[1]) "
+"redis.call('EXPIRE', KEYS[1], ARGV[2]) return v";
+static const char *const SAVE_MANY =
+"for i, k in ipairs(KEYS) do redis.call('HINCRBY', k, 'v', 1) "
+"redis.call('HSET', k, 'd', ARGV[1]) redis.call('EXPIRE', k, ARGV[2]) end "
+"return #KEYS";
+static char sha_one[41];
+static char sha_many[41];
+
+typedef enum
+{
+	FETCH, SAVE
+} op_kind;
+
+typedef enum
+{
+	SINGLE, PIPELINED, BATCHED
+} form;
+
+static const char *const op_names[] = {"fetch", "save (TTL)"};
+static const char *const form_names[] = {"single calls", "pipelined by 100", "batches of 100"};
+
+typedef struct worker
+{
+	bool		redis;
+	op_kind		op;
+	form		form;
+	unsigned int seed;
+	double		deadline;
+	long		records;
+	bool		failed;
+} worker;
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void
+die(const char *what, const char *msg)
+{
+	fprintf(stderr, "pipeline_bench: %s: %s\n", what, msg);
+	exit(1);
+}
+
+/* ---- the client library ---------------------------------------------------- */
+
+static bool
+pg_round(storage_client *h, worker *w, char ids[][24])
+{
+	int64_t		ttl = storage_now(h) + 3600 * STORAGE_SEC;
+	storage_op	ops[BATCH];
+	storage_record recs[BATCH];
+	const char *idp[BATCH];
+	int			n = w->form == SINGLE ? 1 : BATCH;
+	bool		ok = true;
+
+	for (int i = 0; i < n; i++)
+	{
+		snprintf(ids[i], 24, "user:%d", 1 + rand_r(&w->seed) % nrecords);
+		idp[i] = ids[i];
+		recs[i] = (storage_record) {.id = ids[i], .data = payload,
+		.data_len = sizeof(payload), .expires_at = ttl};
+	}
+	if (w->form == PIPELINED)
+	{
+		for (int i = 0; i < n; i++)
+			ops[i] = w->op == FETCH ?
+				(storage_op) {.kind = STORAGE_OP_FETCH, .id = ids[i]} :
+				(storage_op) {.kind = STORAGE_OP_SAVE, .rec = recs[i], .expect_version = -1};
+		ok = storage_pipeline(h, ops, n, 0) == STORAGE_OK;
+		storage_pipeline_clear(ops, n);
+	}
+	else if (w->op == FETCH)
+	{
+		storage_record *out;
+		size_t		nout;
+
+		if (w->form == SINGLE)
+		{
+			ok = storage_fetch(h, ids[0], &recs[0]) == STORAGE_OK;
+			storage_record_clear(&recs[0]);
+		}
+		else
+		{
+			ok = storage_fetch_many(h, idp, n, &out, &nout) == STORAGE_OK;
+			storage_records_free(out, nout);
+		}
+	}
+	else if (w->form == SINGLE)
+		ok = storage_save(h, &recs[0], -1) == STORAGE_OK;
+	else
+	{
+		/* a batch has each id once */
+		for (int i = 0; i < n; i++)
+			snprintf(ids[i], 24, "user:%d", 1 + (rand_r(&w->seed) % (nrecords / BATCH)) * BATCH + i);
+		ok = storage_save_many(h, recs, n, NULL) == STORAGE_OK;
+	}
+	if (!ok)
+		fprintf(stderr, "pipeline_bench: %s\n", storage_errmsg(h));
+	w->records += n;
+	return ok;
+}
+
+/* ---- hiredis ------------------------------------------------------------------ */
+
+static bool
+reply_ok(redisReply *r)
+{
+	bool		ok = r != NULL && r->type != REDIS_REPLY_ERROR;
+
+	if (r && !ok)
+		fprintf(stderr, "pipeline_bench: redis: %s\n", r->str);
+	freeReplyObject(r);
+	return ok;
+}
+
+static bool
+redis_round(redisContext *c, worker *w)
+{
+	char		keys[BATCH][24];
+	const char *argv[BATCH + 5];
+	size_t		lens[BATCH + 5];
+	int			n = w->form == SINGLE ? 1 : BATCH;
+	const char *prefix = w->op == FETCH ? "user" : "rec";
+	bool		ok = true;
+
+	for (int i = 0; i < n; i++)
+		snprintf(keys[i], 24, "%s:%012d", prefix, rand_r(&w->seed) % nrecords);
+	if (w->form == BATCHED)
+	{
+		int			argc = 0;
+
+		argv[argc++] = w->op == FETCH ? "MGET" : "EVALSHA";
+		if (w->op == SAVE)
+		{
+			argv[argc++] = sha_many;
+			argv[argc++] = "100";
+		}
+		for (int i = 0; i < n; i++)
+			argv[argc++] = keys[i];
+		if (w->op == SAVE)
+		{
+			argv[argc++] = (const char *) payload;
+			argv[argc++] = "3600";
+		}
+		for (int i = 0; i < argc; i++)
+			lens[i] = argv[i] == (const char *) payload ? sizeof(payload) : strlen(argv[i]);
+		ok = reply_ok(redisCommandArgv(c, argc, argv, lens));
+	}
+	else
+	{
+		for (int i = 0; i < n; i++)
+		{
+			if (w->op == FETCH)
+				redisAppendCommand(c, "GET %s", keys[i]);
+			else
+				redisAppendCommand(c, "EVALSHA %s 1 %s %b 3600", sha_one, keys[i],
+								   payload, sizeof(payload));
+		}
+		for (int i = 0; i < n; i++)
+		{
+			void	   *r = NULL;
+
+			if (redisGetReply(c, &r) != REDIS_OK)
+				return false;
+			ok = reply_ok(r) && ok;
+		}
+	}
+	w->records += n;
+	return ok;
+}
+
+/* ---- the measurement ---------------------------------------------------------- */
+
+static void *
+run_worker(void *arg)
+{
+	worker	   *w = arg;
+	char		ids[BATCH][24];
+
+	if (w->redis)
+	{
+		redisContext *c = redisConnectUnix(redis_sock);
+
+		if (c == NULL || c->err)
+			die("redis", c ? c->errstr : "out of memory");
+		while (now_s() < w->deadline && !w->failed)
+			w->failed = !redis_round(c, w);
+		redisFree(c);
+	}
+	else
+	{
+		storage_client *h;
+
+		if (storage_open(pg_uri, &h) != STORAGE_OK)
+			die("open", storage_errmsg(NULL));
+		while (now_s() < w->deadline && !w->failed)
+			w->failed = !pg_round(h, w, ids);
+		storage_close(h);
+	}
+	return NULL;
+}
+
+/* records/s of nthreads workers doing one thing for `seconds` */
+static double
+measure(bool redis, op_kind op, form f, int nthreads)
+{
+	pthread_t	th[MAX_THREADS];
+	worker		w[MAX_THREADS];
+	double		start = now_s();
+	long		total = 0;
+
+	for (int i = 0; i < nthreads; i++)
+	{
+		w[i] = (worker) {.redis = redis, .op = op, .form = f,
+		.seed = (unsigned int) (start * 1000) + i, .deadline = start + seconds};
+		pthread_create(&th[i], NULL, run_worker, &w[i]);
+	}
+	for (int i = 0; i < nthreads; i++)
+	{
+		pthread_join(th[i], NULL);
+		if (w[i].failed)
+			die("measurement", redis ? "redis call failed" : "storage call failed");
+		total += w[i].records;
+	}
+	return total / (now_s() - start);
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double		x = *(const double *) a,
+				y = *(const double *) b;
+
+	return (x > y) - (x < y);
+}
+
+static double
+median(double *v, int n)
+{
+	qsort(v, n, sizeof(double), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void
+load_scripts(void)
+{
+	redisContext *c = redisConnectUnix(redis_sock);
+	redisReply *r;
+
+	if (c == NULL || c->err)
+		die("redis", c ? c->errstr : "out of memory");
+	r = redisCommand(c, "SCRIPT LOAD %s", SAVE_ONE);
+	if (r == NULL || r->type != REDIS_REPLY_STRING)
+		die("redis", "SCRIPT LOAD failed");
+	snprintf(sha_one, sizeof(sha_one), "%s", r->str);
+	freeReplyObject(r);
+	r = redisCommand(c, "SCRIPT LOAD %s", SAVE_MANY);
+	if (r == NULL || r->type != REDIS_REPLY_STRING)
+		die("redis", "SCRIPT LOAD failed");
+	snprintf(sha_many, sizeof(sha_many), "%s", r->str);
+	freeReplyObject(r);
+	redisFree(c);
+}
+
+int
+main(int argc, char **argv)
+{
+	int			rounds = 5;
+	int			opt;
+	static const int threads[] = {1, 4};
+
+	while ((opt = getopt(argc, argv, "s:r:n:")) != -1)
+	{
+		if (opt == 's')
+			seconds = atoi(optarg);
+		else if (opt == 'r')
+			rounds = atoi(optarg);
+		else if (opt == 'n')
+			nrecords = atoi(optarg);
+		else
+			return 2;
+	}
+	if (argc - optind != 2 || rounds < 1 || rounds > MAX_ROUNDS ||
+		nrecords < BATCH || seconds < 1)
+	{
+		fprintf(stderr, "usage: pipeline_bench [-s seconds] [-r rounds (1..%d)] [-n records] PG_CONNINFO REDIS_SOCKET\n",
+				MAX_ROUNDS);
+		return 2;
+	}
+	pg_uri = argv[optind];
+	redis_sock = argv[optind + 1];
+	memset(payload, 'c', sizeof(payload));
+	load_scripts();
+
+	printf("\n#### Client library (postgresql backend) against hiredis (Redis), records/s, %d rounds of %d s, medians\n\n",
+		   rounds, seconds);
+	printf("| operation | form | threads | storage client | hiredis | client / hiredis |\n");
+	printf("|---|---|---:|---:|---:|---:|\n");
+	for (int op = FETCH; op <= SAVE; op++)
+		for (int f = SINGLE; f <= BATCHED; f++)
+			for (size_t t = 0; t < sizeof(threads) / sizeof(threads[0]); t++)
+			{
+				double		pg[MAX_ROUNDS],
+							rd[MAX_ROUNDS],
+							ratio[MAX_ROUNDS];
+
+				for (int r = 0; r < rounds; r++)
+				{
+					pg[r] = measure(false, op, f, threads[t]);
+					rd[r] = measure(true, op, f, threads[t]);
+					ratio[r] = pg[r] / rd[r];
+				}
+				printf("| %s | %s | %d | %.0f | %.0f | %.2f |\n", op_names[op], form_names[f],
+					   threads[t], median(pg, rounds), median(rd, rounds), median(ratio, rounds));
+				fflush(stdout);
+			}
+	return 0;
+}
