@@ -45,8 +45,9 @@
 
 #include <storage_client.h>
 
+#include "bench_stats.h"
+
 #define PAYLOAD_LEN 200
-#define MAX_REPS	15
 #define MAX_URIS	8
 
 typedef struct bench
@@ -70,14 +71,6 @@ unsupported(bench *b, storage_status st)
 /* one measurement: records per second */
 typedef double (*measure_fn) (bench *b);
 
-static double
-now_sec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double) ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void
 die(bench *b, const char *what, storage_status st)
@@ -239,24 +232,7 @@ load_all(bench *b, bool delete)
 	}
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a;
-	double		y = *(const double *) b;
 
-	return (x > y) - (x < y);
-}
-
-static double
-median(const double *v, int n)
-{
-	double		s[MAX_REPS];
-
-	memcpy(s, v, n * sizeof(double));
-	qsort(s, n, sizeof(double), cmp_double);
-	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
 
 static void
 print_runs(const double *v, int n)

@@ -31,7 +31,8 @@
 
 #include <storage_client.h>
 
-#define MAX_REPS	15
+#include "bench_stats.h"
+
 #define VAL_LEN		200
 
 /* internal test hook of the library (see storage_backend.h) */
@@ -39,14 +40,6 @@ extern void storage_force_generic_buckets(storage_client *h, bool on);
 
 static const char *const BUCKET[] = {"cbb"};
 
-static double
-now_sec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double) ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void
 check(storage_client *h, const char *what, storage_status st)
@@ -137,24 +130,7 @@ locks(storage_client *h, int pairs)
 	return pairs / (now_sec() - t0);
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a;
-	double		y = *(const double *) b;
 
-	return (x > y) - (x < y);
-}
-
-static double
-median(const double *v, int n)
-{
-	double		s[MAX_REPS];
-
-	memcpy(s, v, n * sizeof(double));
-	qsort(s, n, sizeof(double), cmp_double);
-	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
 
 static void
 runs(const double *v, int n)

@@ -31,9 +31,10 @@
 
 #include "storage_client.h"
 
+#include "bench_stats.h"
+
 #define BATCH 100
 #define MAX_THREADS 4
-#define MAX_ROUNDS 15
 
 static const char *pg_uri;
 static const char *redis_sock;
@@ -76,14 +77,6 @@ typedef struct worker
 	bool		failed;
 } worker;
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void
 die(const char *what, const char *msg)
@@ -234,7 +227,7 @@ run_worker(void *arg)
 
 		if (c == NULL || c->err)
 			die("redis", c ? c->errstr : "out of memory");
-		while (now_s() < w->deadline && !w->failed)
+		while (now_sec() < w->deadline && !w->failed)
 			w->failed = !redis_round(c, w);
 		redisFree(c);
 	}
@@ -244,7 +237,7 @@ run_worker(void *arg)
 
 		if (storage_open(pg_uri, &h) != STORAGE_OK)
 			die("open", storage_errmsg(NULL));
-		while (now_s() < w->deadline && !w->failed)
+		while (now_sec() < w->deadline && !w->failed)
 			w->failed = !pg_round(h, w, ids);
 		storage_close(h);
 	}
@@ -257,7 +250,7 @@ measure(bool redis, op_kind op, form f, int nthreads)
 {
 	pthread_t	th[MAX_THREADS];
 	worker		w[MAX_THREADS];
-	double		start = now_s();
+	double		start = now_sec();
 	long		total = 0;
 
 	for (int i = 0; i < nthreads; i++)
@@ -273,24 +266,10 @@ measure(bool redis, op_kind op, form f, int nthreads)
 			die("measurement", redis ? "redis call failed" : "storage call failed");
 		total += w[i].records;
 	}
-	return total / (now_s() - start);
+	return total / (now_sec() - start);
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a,
-				y = *(const double *) b;
 
-	return (x > y) - (x < y);
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, n, sizeof(double), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static void
 load_scripts(void)
@@ -331,11 +310,11 @@ main(int argc, char **argv)
 		else
 			return 2;
 	}
-	if (argc - optind != 2 || rounds < 1 || rounds > MAX_ROUNDS ||
+	if (argc - optind != 2 || rounds < 1 || rounds > MAX_REPS ||
 		nrecords < BATCH || seconds < 1)
 	{
 		fprintf(stderr, "usage: pipeline_bench [-s seconds] [-r rounds (1..%d)] [-n records] PG_CONNINFO REDIS_SOCKET\n",
-				MAX_ROUNDS);
+				MAX_REPS);
 		return 2;
 	}
 	pg_uri = argv[optind];
@@ -351,9 +330,9 @@ main(int argc, char **argv)
 		for (int f = SINGLE; f <= BATCHED; f++)
 			for (size_t t = 0; t < sizeof(threads) / sizeof(threads[0]); t++)
 			{
-				double		pg[MAX_ROUNDS],
-							rd[MAX_ROUNDS],
-							ratio[MAX_ROUNDS];
+				double		pg[MAX_REPS],
+							rd[MAX_REPS],
+							ratio[MAX_REPS];
 
 				for (int r = 0; r < rounds; r++)
 				{

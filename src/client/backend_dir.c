@@ -287,37 +287,21 @@ dir_unlock(int lockfd)
 
 /* ---- record files ------------------------------------------------------ */
 
+/* Little-endian integers of n bytes in the record files. */
 static void
-put64(unsigned char *p, uint64_t v)
+put_le(unsigned char *p, uint64_t v, int n)
 {
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < n; i++)
 		p[i] = (unsigned char) (v >> (8 * i));
 }
 
 static uint64_t
-get64(const unsigned char *p)
+get_le(const unsigned char *p, int n)
 {
 	uint64_t	v = 0;
 
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < n; i++)
 		v |= (uint64_t) p[i] << (8 * i);
-	return v;
-}
-
-static void
-put32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char) (v >> (8 * i));
-}
-
-static uint32_t
-get32(const unsigned char *p)
-{
-	uint32_t	v = 0;
-
-	for (int i = 0; i < 4; i++)
-		v |= (uint32_t) p[i] << (8 * i);
 	return v;
 }
 
@@ -389,11 +373,11 @@ read_record(storage_client *h, dir_state *ds, const char *name,
 
 	if (memcmp(buf, MAGIC, 8) != 0)
 		goto corrupt;
-	out->version = (int64_t) get64(buf + 8);
-	out->expires_at = (int64_t) get64(buf + 16);
-	id_len = get32(buf + 24);
-	format_len = (int32_t) get32(buf + 28);
-	data_len = (int64_t) get64(buf + 32);
+	out->version = (int64_t) get_le(buf + 8, 8);
+	out->expires_at = (int64_t) get_le(buf + 16, 8);
+	id_len = (uint32_t) get_le(buf + 24, 4);
+	format_len = (int32_t) (uint32_t) get_le(buf + 28, 4);
+	data_len = (int64_t) get_le(buf + 32, 8);
 	if (id_len < 1 || id_len > STORAGE_MAX_ID_LEN || format_len < -1 ||
 		data_len < -1 ||
 		(uint64_t) HEADER_LEN + id_len + (format_len > 0 ? (uint64_t) format_len : 0) +
@@ -541,11 +525,11 @@ write_temp(storage_client *h, dir_state *ds, const storage_record *rec,
 		return storage_error(h, STORAGE_INVALID_ARGUMENT,
 							 "format or data too large");
 	memcpy(hdr, MAGIC, 8);
-	put64(hdr + 8, (uint64_t) rec->version);
-	put64(hdr + 16, (uint64_t) rec->expires_at);
-	put32(hdr + 24, (uint32_t) id_len);
-	put32(hdr + 28, rec->format ? (uint32_t) format_len : (uint32_t) -1);
-	put64(hdr + 32, rec->data ? (uint64_t) rec->data_len : (uint64_t) -1);
+	put_le(hdr + 8, (uint64_t) rec->version, 8);
+	put_le(hdr + 16, (uint64_t) rec->expires_at, 8);
+	put_le(hdr + 24, (uint32_t) id_len, 4);
+	put_le(hdr + 28, rec->format ? (uint32_t) format_len : (uint32_t) -1, 4);
+	put_le(hdr + 32, rec->data ? (uint64_t) rec->data_len : (uint64_t) -1, 8);
 
 	if ((fd = create_temp(h, ds, tmp)) < 0)
 		return STORAGE_BACKEND_ERROR;

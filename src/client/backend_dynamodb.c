@@ -73,9 +73,15 @@
 #define A_FORMAT	"format"
 #define A_DATA		"data"
 
-/* Every expression names attributes through these (reserved words). */
-#define COND_CREATE "attribute_not_exists(#id) OR #e <= :now"
-#define COND_VERSION "#v = :v AND (attribute_not_exists(#e) OR #e > :now)"
+/*
+ * Every expression names attributes through these (reserved words).  The
+ * liveness rule (storage_is_live) in DynamoDB's expression language, once:
+ * an item without #e never expires.
+ */
+#define COND_LIVE "(attribute_not_exists(#e) OR #e > :now)"
+#define COND_EXPIRED "#e <= :now"
+#define COND_CREATE "attribute_not_exists(#id) OR " COND_EXPIRED
+#define COND_VERSION "#v = :v AND " COND_LIVE
 
 typedef struct ddb_state
 {
@@ -1138,11 +1144,11 @@ purge_one(storage_client *h, ddb_state *ds, json_object *item, void *p, bool *st
 	json_object_object_add(req, "Key", key_of(id));
 	/* only if it is still this expired version: a new save wins */
 	json_object_object_add(req, "ConditionExpression",
-						   json_object_new_string("#v = :v AND #e <= :now"));
+						   json_object_new_string("#v = :v AND " COND_EXPIRED));
 	json_object_object_add(vals, ":v", attr_n(version));
 	json_object_object_add(vals, ":now", attr_n(a->now));
 	json_object_object_add(req, "ExpressionAttributeNames",
-						   attr_names("#v = :v AND #e <= :now", NULL));
+						   attr_names("#v = :v AND " COND_EXPIRED, NULL));
 	json_object_object_add(req, "ExpressionAttributeValues", vals);
 	st = ddb_call(h, ds, "DeleteItem", req, false, pass, &ans);
 	json_object_put(req);
@@ -1162,7 +1168,7 @@ ddb_purge(storage_client *h, void *state, int64_t max_rows, int64_t *count)
 	storage_status st;
 
 	json_object_object_add(vals, ":now", attr_n(a.now));
-	st = scan(h, state, "#e <= :now", vals, "#id, #v, #e", purge_one, &a);
+	st = scan(h, state, COND_EXPIRED, vals, "#id, #v, #e", purge_one, &a);
 	json_object_put(vals);
 	return st;
 }
@@ -1217,8 +1223,7 @@ ddb_list(storage_client *h, void *state, const char *prefix,
 	if (prefix[0])
 		json_object_object_add(vals, ":p", attr_s(prefix));
 	st = scan(h, state,
-			  prefix[0] ? "begins_with(#id, :p) AND (attribute_not_exists(#e) OR #e > :now)"
-			  : "attribute_not_exists(#e) OR #e > :now",
+			  prefix[0] ? "begins_with(#id, :p) AND " COND_LIVE : COND_LIVE,
 			  vals, NULL, list_one, &a);
 	json_object_put(vals);
 	/* Scan returns items in hash order */
@@ -1738,7 +1743,7 @@ ddb_lock_acquire(storage_client *h, void *state, const char *id,
 }
 
 /* condition: the lock is live and held with this fence */
-#define COND_HELD "#v = :f AND (attribute_not_exists(#e) OR #e > :now)"
+#define COND_HELD "#v = :f AND " COND_LIVE
 
 static json_object *
 held_values(storage_client *h, int64_t fence)

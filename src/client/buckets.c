@@ -114,10 +114,8 @@ ttl_expires(storage_client *h, int64_t ttl, int64_t *expires_at)
 		*expires_at = STORAGE_NEVER;
 		return STORAGE_OK;
 	}
-	if (__builtin_add_overflow(storage_now(h), ttl, expires_at))
+	if (!storage_ttl_expiry(storage_now(h), ttl, expires_at))
 		return storage_error(h, STORAGE_INVALID_ARGUMENT, "ttl is too large");
-	if (*expires_at == STORAGE_NEVER)
-		*expires_at = 1;		/* a clock at the epoch: expired, not "never" */
 	return STORAGE_OK;
 }
 
@@ -325,16 +323,40 @@ listable(const char *name, size_t len)
 	return len > 0 && name[0] != '.';
 }
 
+/*
+ * What get_keys and get_items start with: the backend's own answer
+ * (*native, *res), or else the records under the bucket's prefix (*recs,
+ * *nrecs; *plen is the prefix's length).
+ */
+static storage_status
+bucket_listing(storage_client *h, storage_bucket_op op, const char *const *bucket,
+			   size_t nbucket, storage_bucket_res *res, bool *native,
+			   storage_record **recs, size_t *nrecs, size_t *plen)
+{
+	char		prefix[ID_BUF];
+	storage_bucket_req req = {.op = op, .bucket = bucket, .nbucket = nbucket};
+	storage_status st;
+
+	*native = false;
+	if ((st = bucket_prefix(h, bucket, nbucket, prefix, plen)) != STORAGE_OK)
+		return st;
+	st = storage_bucket_call(h, &req, res, native);
+	if (*native)
+		return st;
+	return storage_list(h, prefix, recs, nrecs);
+}
+
 storage_status
 storage_get_keys(storage_client *h, const char *const *bucket, size_t nbucket,
 				 char ***keys, size_t *n)
 {
-	char		prefix[ID_BUF];
 	size_t		plen;
 	storage_record *recs;
 	size_t		nrecs;
 	char	  **names;
 	size_t		count = 0;
+	storage_bucket_res res;
+	bool		native;
 	storage_status st;
 
 	if (h == NULL)
@@ -343,23 +365,14 @@ storage_get_keys(storage_client *h, const char *const *bucket, size_t nbucket,
 		return storage_error(h, STORAGE_INVALID_ARGUMENT, "keys or n is NULL");
 	*keys = NULL;
 	*n = 0;
-	if ((st = bucket_prefix(h, bucket, nbucket, prefix, &plen)) != STORAGE_OK)
-		return st;
+	st = bucket_listing(h, STORAGE_BUCKET_GET_KEYS, bucket, nbucket, &res, &native,
+						&recs, &nrecs, &plen);
+	if (native)
 	{
-		storage_bucket_req req = {.op = STORAGE_BUCKET_GET_KEYS, .bucket = bucket,
-		.nbucket = nbucket};
-		storage_bucket_res res;
-		bool		native;
-
-		st = storage_bucket_call(h, &req, &res, &native);
-		if (native)
-		{
-			*keys = res.keys;
-			*n = res.nkeys;
-			return st;
-		}
+		*keys = res.keys;
+		*n = res.nkeys;
 	}
-	if ((st = storage_list(h, prefix, &recs, &nrecs)) != STORAGE_OK)
+	if (st != STORAGE_OK || native)
 		return st;
 	names = calloc(nrecs ? nrecs : 1, sizeof(char *));
 	if (names == NULL)
@@ -408,12 +421,13 @@ storage_status
 storage_get_items(storage_client *h, const char *const *bucket, size_t nbucket,
 				  storage_item **items, size_t *n)
 {
-	char		prefix[ID_BUF];
 	size_t		plen;
 	storage_record *recs;
 	size_t		nrecs;
 	storage_item *out;
 	size_t		count = 0;
+	storage_bucket_res res;
+	bool		native;
 	storage_status st;
 
 	if (h == NULL)
@@ -422,23 +436,14 @@ storage_get_items(storage_client *h, const char *const *bucket, size_t nbucket,
 		return storage_error(h, STORAGE_INVALID_ARGUMENT, "items or n is NULL");
 	*items = NULL;
 	*n = 0;
-	if ((st = bucket_prefix(h, bucket, nbucket, prefix, &plen)) != STORAGE_OK)
-		return st;
+	st = bucket_listing(h, STORAGE_BUCKET_GET_ITEMS, bucket, nbucket, &res, &native,
+						&recs, &nrecs, &plen);
+	if (native)
 	{
-		storage_bucket_req req = {.op = STORAGE_BUCKET_GET_ITEMS, .bucket = bucket,
-		.nbucket = nbucket};
-		storage_bucket_res res;
-		bool		native;
-
-		st = storage_bucket_call(h, &req, &res, &native);
-		if (native)
-		{
-			*items = res.items;
-			*n = res.nitems;
-			return st;
-		}
+		*items = res.items;
+		*n = res.nitems;
 	}
-	if ((st = storage_list(h, prefix, &recs, &nrecs)) != STORAGE_OK)
+	if (st != STORAGE_OK || native)
 		return st;
 	out = calloc(nrecs ? nrecs : 1, sizeof(storage_item));
 	if (out == NULL)

@@ -619,13 +619,11 @@ storage_lock_call(storage_client *h, storage_lock_op op, const char *id,
 	pthread_mutex_lock(&h->mutex);
 	if (op != STORAGE_LOCK_RELEASE)
 	{
-		if (__builtin_add_overflow(storage_clock_now(h), ttl, &expires_at))
+		if (!storage_ttl_expiry(storage_clock_now(h), ttl, &expires_at))
 		{
 			pthread_mutex_unlock(&h->mutex);
 			return storage_error(h, STORAGE_INVALID_ARGUMENT, "lock ttl is too large");
 		}
-		if (expires_at == STORAGE_NEVER)
-			expires_at = 1;		/* a clock at the epoch: expired, not "never" */
 	}
 	switch (op)
 	{

@@ -276,10 +276,27 @@ extern int64_t storage_clock_now(storage_client *h);
 /* Real time in usec since the epoch. */
 extern int64_t storage_real_now(void);
 
+/*
+ * The liveness rule and the TTL rule of the client, in one place (the
+ * extension has its own in SQL and C; a backend whose server judges expiry
+ * uses that one).  A record is live iff it never expires or expires later
+ * than now.  A ttl > 0 expires at now + ttl: false if that overflows; a
+ * clock at the epoch gives 1, expired, never STORAGE_NEVER.
+ */
 static inline bool
 storage_is_live(int64_t expires_at, int64_t now)
 {
 	return expires_at == STORAGE_NEVER || expires_at > now;
+}
+
+static inline bool
+storage_ttl_expiry(int64_t now, int64_t ttl, int64_t *expires_at)
+{
+	if (__builtin_add_overflow(now, ttl, expires_at))
+		return false;
+	if (*expires_at == STORAGE_NEVER)
+		*expires_at = 1;
+	return true;
 }
 
 /*
