@@ -14,6 +14,8 @@
  *	  client's) use STORAGE_TEST_PG_ADMIN_URI if set: the server itself
  *	  when the client goes through a pooler, and without the client's own
  *	  options (prepare=off), which libpq does not know.
+ *	  STORAGE_TEST_PG_TXN_POOLER set: the URI leads through a pooler in
+ *	  transaction mode (see test_pipeline_long).
  *	  STORAGE_TEST_PG_SESSION_POOLER set: the URI leads through a pooler in
  *	  session mode (see test_pg_reconnect).  Time: memory and dir get an injected clock that
  *	  tests advance instantly; for postgresql "advancing" sleeps, so
@@ -2428,7 +2430,20 @@ test_pipeline_long(void **state)
 	storage_op *ops = calloc(n, sizeof(storage_op));
 	char	   *ids = calloc(n, 16);
 	char	   *val = malloc(2049);
+	unsigned int form = 0;
 
+	/*
+	 * pgbouncer in transaction mode may hand a server connection to another
+	 * transaction while a long message of the separate form is half
+	 * forwarded (see the client README): through it, the same calls in the
+	 * atomic form, which has one Sync at the end.
+	 */
+	if (getenv("STORAGE_TEST_PG_TXN_POOLER") != NULL)
+	{
+		printf("SKIPPED test_pipeline_long (separate form): long pipelines of separate calls are not run through a pooler in transaction mode; the atomic form is\n");
+		nskipped++;
+		form = STORAGE_PIPELINE_ATOMIC;
+	}
 	assert_non_null(ops);
 	assert_non_null(ids);
 	assert_non_null(val);
@@ -2439,13 +2454,13 @@ test_pipeline_long(void **state)
 		snprintf(ids + 16 * i, 16, "pb/%06zu", i);
 		ops[i] = save_op(ids + 16 * i, val, 0);
 	}
-	ST(h, storage_pipeline(h, ops, n, 0), STORAGE_OK);
+	ST(h, storage_pipeline(h, ops, n, form), STORAGE_OK);
 	for (size_t i = 0; i < n; i++)
 		assert_int_equal(ops[i].version, 1);
 	storage_pipeline_clear(ops, n);
 	for (size_t i = 0; i < n; i++)
 		ops[i] = id_op(i % 2 ? STORAGE_OP_FETCH : STORAGE_OP_DELETE, ids + 16 * i);
-	ST(h, storage_pipeline(h, ops, n, 0), STORAGE_OK);
+	ST(h, storage_pipeline(h, ops, n, form), STORAGE_OK);
 	for (size_t i = 0; i < n; i++)
 	{
 		assert_int_equal(ops[i].status, STORAGE_OK);

@@ -186,12 +186,13 @@ conformance() {
 }
 
 two_connections txn client_test
-conformance "pgbouncer transaction mode, prepare=off" "$bouncer dbname=txn prepare=off"
+conformance "pgbouncer transaction mode, prepare=off" "$bouncer dbname=txn prepare=off" \
+	STORAGE_TEST_PG_TXN_POOLER=1
 conformance "pgbouncer session mode, named statements" "$bouncer dbname=sess" \
 	STORAGE_TEST_PG_SESSION_POOLER=1
 if $prepared_support; then
 	conformance "pgbouncer $bouncer_version transaction mode, named statements (max_prepared_statements)" \
-		"host=$work port=$PORT_PREPARED user=postgres dbname=txn"
+		"host=$work port=$PORT_PREPARED user=postgres dbname=txn" STORAGE_TEST_PG_TXN_POOLER=1
 else
 	echo "SKIP: pgbouncer $bouncer_version has no prepared statement support (1.21): named statements through its transaction mode are not run"
 fi
