@@ -197,6 +197,8 @@ mem_put(storage_client *h, void *state, storage_record *rec, int64_t expect)
 	copy.version = new_version;
 	if (*link)
 	{
+		if (live_version == 0)
+			mem_log_removal(h, ms, link);	/* the expired record it replaces */
 		storage_record_clear(&(*link)->rec);
 		(*link)->rec = copy;
 	}
@@ -399,6 +401,8 @@ mem_save_many(storage_client *h, void *state, storage_record *recs, size_t n,
 
 		if (*link)
 		{
+			if (!storage_is_live((*link)->rec.expires_at, storage_clock_now(h)))
+				mem_log_removal(h, ms, link);
 			entries[i]->next = (*link)->next;
 			storage_record_clear(&(*link)->rec);
 			free(*link);

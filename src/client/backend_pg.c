@@ -190,21 +190,26 @@ get_be64(const char *p)
 	return v;
 }
 
-/* Binary timestamptz -> our expires_at. */
-static int64_t
-pg_to_expires(PGresult *res, int row, int col)
+/* A timestamptz's value (usec since 2000) -> our expires_at. */
+int64_t
+storage_pg_to_expires(int64_t pg)
 {
-	int64_t		pg,
-				unix_us;
+	int64_t		unix_us;
 
-	if (PQgetisnull(res, row, col) || PQgetlength(res, row, col) != 8)
-		return STORAGE_NEVER;
-	pg = (int64_t) get_be64(PQgetvalue(res, row, col));
 	if (pg == INT64_MAX)		/* 'infinity' */
 		return STORAGE_NEVER;
 	if (__builtin_add_overflow(pg, PG_EPOCH_OFFSET, &unix_us))
 		return pg > 0 ? INT64_MAX : INT64_MIN + 1;
 	return unix_us;
+}
+
+/* Binary timestamptz -> our expires_at. */
+static int64_t
+pg_to_expires(PGresult *res, int row, int col)
+{
+	if (PQgetisnull(res, row, col) || PQgetlength(res, row, col) != 8)
+		return STORAGE_NEVER;
+	return storage_pg_to_expires((int64_t) get_be64(PQgetvalue(res, row, col)));
 }
 
 /* ---- errors ------------------------------------------------------------ */
@@ -1607,4 +1612,25 @@ const storage_backend_ops storage_pg_backend = {
 	.lock_extend = pg_lock_extend,
 	.bucket = pg_bucket,
 	.pipeline = storage_pg_pipeline,
+	.watch = storage_pg_watch,
 };
+
+/* ---- for the change feed (backend_pg_watch.c) ---------------------------- */
+
+PGconn *
+storage_pg_conn(void *state)
+{
+	return ((pg_state *) state)->conn;
+}
+
+bool
+storage_pg_sqlstate_retryable(const char *sqlstate)
+{
+	return sqlstate_retryable(sqlstate);
+}
+
+const char *
+storage_pg_conn_message(PGconn *conn, char *buf, size_t size)
+{
+	return conn_message(conn, buf, size);
+}

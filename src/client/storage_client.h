@@ -559,10 +559,12 @@ extern STORAGE_API void storage_pipeline_clear(storage_op *ops, size_t n);
  *
  * Backends:
  *	 postgresql: a logical replication connection (replication=database,
- *		derived from the handle's connection) to a slot of the storage
- *		extension's output plugin, named with storage_set_watch_slot()
- *		(required).  The slot is created when it does not exist and
- *		from_position is 0; with from_position > 0 a missing slot is
+ *		derived from the handle's connection; the role needs REPLICATION)
+ *		to a slot of the storage extension's output plugin, named with
+ *		storage_set_watch_slot() (required).  A missing slot is created
+ *		with the extension's storage_watch_create(slot, prefix) (so it
+ *		shows in storage_watch_status) when from_position is 0; with
+ *		from_position > 0 a missing slot is
  *		STORAGE_NOT_FOUND (a new slot would silently skip the changes
  *		since that position).  A lost connection or a server restart is
  *		retried with back-off (0.1 s doubling to 5 s) and streaming resumes
@@ -572,7 +574,9 @@ extern STORAGE_API void storage_pipeline_clear(storage_op *ops, size_t n);
  *		server's keepalive positions, so it does not hold back WAL.
  *		A slot nobody reads retains WAL for ever: drop it when the
  *		consumer is retired (SELECT pg_drop_replication_slot('name')).
- *	 memory: in-process; the store keeps its last 65,536 events (at most
+ *	 memory: in-process, with the events the extension reports for the
+ *		same calls (a save over an expired record: EXPIRE, then PUT);
+ *		the store keeps its last 65,536 events (at most
  *		64 MiB of ids, formats and values) for watchers: a watch that
  *		starts before or falls behind the oldest of them fails with
  *		STORAGE_NOT_FOUND.  Another thread may save through the same
@@ -609,6 +613,10 @@ typedef struct storage_watch_event
 	uint64_t	position;		/* commit position of the transaction */
 	int64_t		committed_at;	/* commit time, usec since epoch */
 	bool		last;			/* last event of its transaction */
+	bool		value_omitted;	/* PUT without its format and data: a plain
+								 * SQL UPDATE left a large (TOASTed) value
+								 * unchanged, so it is not in the WAL;
+								 * fetch the record */
 } storage_watch_event;
 
 /* Return 0 to go on, nonzero to make storage_watch() return STORAGE_OK. */

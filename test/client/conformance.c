@@ -3343,6 +3343,9 @@ test_watch_kinds(void **state)
 	ST(f->h, storage_save(f->h, &big, -1), STORAGE_OK);	/* 11 */
 	ST(f->h, storage_delete_many(f->h, (const char *const[]) {"c", "d", "zz"}, 3, NULL),
 	   STORAGE_OK);				/* 12 */
+	ST(f->h, put(f->h, "h", "1", -1, atomic_load(&f->fake_now) + TICK, NULL), STORAGE_OK);	/* 13 */
+	advance(f, 2 * TICK);
+	ST(f->h, put(f->h, "h", "2", -1, 0, NULL), STORAGE_OK);	/* 14: over an expired one */
 
 	WATCH(f->h, "", 0, collect, &w, STORAGE_OK);
 	assert_int_equal(w.n, 13);
@@ -3381,12 +3384,18 @@ test_watch_kinds(void **state)
 	watched_free(&w);
 
 	/* again from the start: the same events, then the rest and a new one */
-	w.want = 15;
+	w.want = 18;
 	ST(f->h, put(f->h, "g", "G", -1, 0, NULL), STORAGE_OK);
 	WATCH(f->h, "", 0, collect, &w, STORAGE_OK);
 	assert_event(&w.ev[12], STORAGE_WATCH_DELETE, "c", 0, false);
 	assert_event(&w.ev[13], STORAGE_WATCH_DELETE, "d", 0, true);
-	assert_event(&w.ev[14], STORAGE_WATCH_PUT, "g", 1, true);
+	assert_event(&w.ev[14], STORAGE_WATCH_PUT, "h", 1, true);
+	assert_event(&w.ev[15], STORAGE_WATCH_EXPIRE, "h", 0, false);
+	assert_event(&w.ev[16], STORAGE_WATCH_PUT, "h", 1, true);
+	assert_memory_equal(w.ev[16].data, "2", 1);
+	assert_false(w.ev[16].value_omitted);
+	assert_int_equal(w.ev[15].position, w.ev[16].position);
+	assert_event(&w.ev[17], STORAGE_WATCH_PUT, "g", 1, true);
 	watched_free(&w);
 	free(bytes);
 }
