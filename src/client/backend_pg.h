@@ -3,7 +3,8 @@
  * backend_pg.h
  *	  What the PostgreSQL backend (backend_pg.c) shares with its pipeline
  *	  (pipeline_pg.c): one call's statement and parameters, sending it,
- *	  reading its result.  The connection handling, the statements and the
+ *	  reading its result; and with its change feed (backend_pg_watch.c):
+ *	  the connection's options, error rules and time conversion.  The connection handling, the statements and the
  *	  result formats stay in backend_pg.c, so a pipelined call and a single
  *	  call are the same statement with the same result rules.  Not
  *	  installed.
@@ -55,5 +56,19 @@ extern void storage_pg_connection_lost(void *state);
 extern storage_status storage_pg_pipeline(storage_client *h, void *state,
 										  storage_op *const *ops, size_t n,
 										  unsigned int flags);
+
+/*
+ * backend_pg.c, for backend_pg_watch.c: the live connection of a handle's
+ * state (use it under the handle's mutex), its error rules and time
+ * conversion.
+ */
+extern PGconn *storage_pg_conn(void *state);
+extern bool storage_pg_sqlstate_retryable(const char *sqlstate);
+extern const char *storage_pg_conn_message(PGconn *conn, char *buf, size_t size);
+extern int64_t storage_pg_to_expires(int64_t pg);
+
+/* backend_pg_watch.c: storage_backend_ops.watch of the postgresql backend. */
+extern storage_status storage_pg_watch(storage_client *h, void *state,
+									   const storage_watch_req *req);
 
 #endif							/* STORAGE_BACKEND_PG_H */

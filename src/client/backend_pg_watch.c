@@ -30,9 +30,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <libpq-fe.h>
-
-#include "storage_backend.h"
+#include "backend_pg.h"
 
 #define WATCH_PLUGIN		"storage"
 #define STATUS_INTERVAL_US	(10 * STORAGE_SEC)	/* unprompted status update */

@@ -433,20 +433,6 @@ extern storage_status storage_memlog_watch(storage_client *h,
 										   storage_memlog *log,
 										   const storage_watch_req *req);
 
-/*
- * backend_pg.c, for backend_pg_watch.c: the live connection of a handle's
- * state (use it under the handle's mutex), its error rules and time
- * conversion.
- */
-struct pg_conn;
-extern struct pg_conn *storage_pg_conn(void *state);
-extern bool storage_pg_sqlstate_retryable(const char *sqlstate);
-extern const char *storage_pg_conn_message(struct pg_conn *conn, char *buf,
-										   size_t size);
-extern int64_t storage_pg_to_expires(int64_t pg);
-extern storage_status storage_pg_watch(storage_client *h, void *state,
-									   const storage_watch_req *req);
-
 /* ---- the backends ------------------------------------------------------ */
 
 extern const storage_backend_ops storage_memory_backend;
