@@ -10,7 +10,7 @@
 #
 # Knobs (environment): RUN_SECONDS (3), REPS (3), CLIENTS (4),
 # RECORDS (1000000), CHURN_SECONDS (600), BATCH_WARMUP (4), SECTIONS (all:
-# "fetch save sync batch expiry churn memory client proxy feed redis"), RESULTS.
+# "fetch save sync batch expiry churn memory client proxy feed watch redis"), RESULTS.
 #
 # Adding a section: define section_NAME in a file bench/NAME_section.sh
 # (every such file is sourced below, as client_section.sh,
@@ -29,7 +29,7 @@ CLIENTS=${CLIENTS:-4}
 RECORDS=${RECORDS:-1000000}
 CHURN_SECONDS=${CHURN_SECONDS:-600}
 BATCH_WARMUP=${BATCH_WARMUP:-4}
-SECTIONS=${SECTIONS:-"fetch save sync batch expiry churn memory client proxy feed redis"}
+SECTIONS=${SECTIONS:-"fetch save sync batch expiry churn memory client proxy feed watch redis"}
 RESULTS=${RESULTS:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/RESULTS.md}
 # 200 bytes of payload, as a bytea literal
 PAYLOAD="\\x$(printf '%0400d' 0 | tr 0 a)"

@@ -182,7 +182,9 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM pg_replication_slots WHERE
 
 my $clog = "$tmp/crash.log";
 my $alog = "$tmp/acks.log";
-my @consumer = ("$tmp/consumer", $uri, 'crash', 'w/', 0, $clog, 0, 1000);
+# 2 ms of "work" per event: slower than the writer, so every kill lands
+# inside a callback
+my @consumer = ("$tmp/consumer", $uri, 'crash', 'w/', 0, $clog, 0, 2000);
 my $cpid = spawn('crash', @consumer);
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM pg_replication_slots WHERE slot_name = 'crash' AND active")

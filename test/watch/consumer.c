@@ -11,8 +11,10 @@
  *	  A line: "E <position> <op> <id> <version> <last> <expires_at>
  *	  <format|-> <data length|-> <data md5|-> <value_omitted>"; the run
  *	  begins with "START" and ends with "END <status>" if it ends itself.
- *	  SLEEP_US: a pause in each callback after its line, so that kills land
- *	  inside transactions.
+ *	  SLEEP_US: a pause in each callback before its line (its "work"): a
+ *	  consumer slower than the writer is always inside a callback, so every
+ *	  kill lands in one, and an event confirmed before its callback
+ *	  returned is an event missing from the log.
  *
  *-------------------------------------------------------------------------
  */
@@ -74,6 +76,13 @@ on_event(void *arg, const storage_watch_event *ev)
 	char		sum[2 * EVP_MAX_MD_SIZE + 1] = "-";
 
 	(void) arg;
+	/* the "work" comes first: a kill in it leaves the event unlogged */
+	if (sleep_us > 0)
+	{
+		struct timespec ts = {0, sleep_us * 1000};
+
+		nanosleep(&ts, NULL);
+	}
 	if (ev->data)
 	{
 		snprintf(len, sizeof(len), "%zu", ev->data_len);
@@ -84,12 +93,6 @@ on_event(void *arg, const storage_watch_event *ev)
 			 ev->last, ev->expires_at, ev->format ? ev->format : "-", len, sum,
 			 ev->value_omitted);
 	log_line(line);
-	if (sleep_us > 0)
-	{
-		struct timespec ts = {0, sleep_us * 1000};
-
-		nanosleep(&ts, NULL);
-	}
 	return max_events > 0 && ++nevents >= max_events;
 }
 
