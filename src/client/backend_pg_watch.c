@@ -34,6 +34,7 @@
 
 #define WATCH_PLUGIN		"storage"
 #define STATUS_INTERVAL_US	(10 * STORAGE_SEC)	/* unprompted status update */
+#define BUSY_STATUS_US		STORAGE_SEC /* while the input never drains */
 #define POLL_MS				100 /* cancellation latency */
 #define BACKOFF_MIN_US		(100 * STORAGE_MSEC)
 #define BACKOFF_MAX_US		(5 * STORAGE_SEC)
@@ -618,7 +619,8 @@ wait_input(pg_watch *w)
 /*
  * Stream until the callback stops (STORAGE_OK, *done), a cancel (the same)
  * or a failure.  Confirmations go out when the input is drained, so a
- * burst of transactions costs one status update, and before returning.
+ * burst of transactions costs one status update, at least every second
+ * while it never drains, and before returning.
  */
 static storage_status
 stream(pg_watch *w, bool *done)
@@ -660,6 +662,10 @@ stream(pg_watch *w, bool *done)
 			return conn_error(w, "connection lost", NULL);
 		if ((st = on_copydata(w, buf, len, &stop)) != STORAGE_OK)
 			return st;
+		/* a stream that never drains still confirms every second */
+		if (w->confirmed != w->sent && mono_now() - w->last_status >= BUSY_STATUS_US &&
+			!send_status(w, false))
+			return conn_error(w, "could not send a status update", NULL);
 		if (stop)
 		{
 			*done = true;
