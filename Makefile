@@ -11,6 +11,8 @@ OBJS = \
 	src/records.o \
 	src/write.o \
 	src/direct.o \
+	src/direct_lookup.o \
+	src/direct_write.o \
 	src/purge.o \
 	src/guard.o \
 	src/batch.o \
@@ -67,6 +69,7 @@ endif
 
 # PGXS tracks no header dependencies: every object depends on the shared headers.
 $(OBJS): src/storage.h src/compat.h
+src/direct.o src/direct_lookup.o src/direct_write.o: src/direct.h
 
 # make installcheck: pg_regress, then isolation (PGXS), against the running
 # server that libpq's environment names (PGHOST, PGPORT, PGUSER: a
