@@ -81,6 +81,33 @@ build_row(StgWriter *w, const StgSaveArgs *a, int64 version)
 }
 
 /*
+ * What the table AM's answer to a lock or update of the version we looked
+ * up means: true if done, false if another transaction holds it or has
+ * replaced or deleted it (the caller starts over).  The rest cannot happen
+ * to a version this command has not written.
+ */
+static bool
+tm_succeeded(TM_Result res, const char *call)
+{
+	switch (res)
+	{
+		case TM_Ok:
+			return true;
+		case TM_WouldBlock:
+		case TM_Updated:
+		case TM_Deleted:
+			return false;
+		case TM_SelfModified:
+			elog(ERROR, "record was already modified by this command");
+			break;
+		default:
+			elog(ERROR, "unexpected %s status: %u", call, res);
+			break;
+	}
+	return false;
+}
+
+/*
  * Locks the version at tid for our update without waiting.  Returns false
  * if another transaction holds a conflicting lock on it or has replaced or
  * deleted it: the caller starts over, and waits then, with the walk ended.
@@ -96,22 +123,7 @@ lock_without_waiting(StgWriter *w, ItemPointer tid)
 						   LockWaitSkip, 0, &tmfd);
 	/* the slot holds the locked version and a pin: let go of both */
 	ExecClearTuple(w->found);
-	switch (res)
-	{
-		case TM_Ok:
-			return true;
-		case TM_WouldBlock:
-		case TM_Updated:
-		case TM_Deleted:
-			return false;
-		case TM_SelfModified:
-			elog(ERROR, "record was already modified by this command");
-			break;
-		default:
-			elog(ERROR, "unexpected table_tuple_lock status: %u", res);
-			break;
-	}
-	return false;
+	return tm_succeeded(res, "table_tuple_lock");
 }
 
 /*
@@ -149,20 +161,8 @@ update_found(StgWriter *w, const StgSaveArgs *a, int64 version)
 							 GetCurrentCommandId(true),
 							 current_snapshot(), InvalidSnapshot,
 							 true, &tmfd, &lockmode, &update_indexes);
-	switch (res)
-	{
-		case TM_Ok:
-			break;
-		case TM_Updated:
-		case TM_Deleted:
-			return false;
-		case TM_SelfModified:
-			elog(ERROR, "record was already modified by this command");
-			break;
-		default:
-			elog(ERROR, "unexpected table_tuple_update status: %u", res);
-			break;
-	}
+	if (!tm_succeeded(res, "table_tuple_update"))
+		return false;
 
 	/* not a HOT update: every index gets an entry for the new version */
 	if (!stg_no_index_update(update_indexes))
