@@ -5,7 +5,8 @@
  *	  the same work on the same machine: fetch and save (unconditional,
  *	  with a TTL; on Redis an EVAL that bumps a version, writes the data
  *	  and sets EXPIRE) as single calls, pipelined by 100 (storage_pipeline
- *	  with a Sync per call against redisAppendCommand) and as batches of
+ *	  with a Sync per call against redisAppendCommand; and in one
+ *	  transaction, STORAGE_PIPELINE_ATOMIC against MULTI/EXEC) and as batches of
  *	  100 (storage_fetch_many / storage_save_many against MGET / one EVAL
  *	  over 100 keys), with 1 and 4 threads, each thread with its own
  *	  connection.  Every measurement runs -s seconds; the rounds (-r)
@@ -60,11 +61,12 @@ typedef enum
 
 typedef enum
 {
-	SINGLE, PIPELINED, BATCHED
+	SINGLE, PIPELINED, PIPELINED_ATOMIC, BATCHED
 } form;
 
 static const char *const op_names[] = {"fetch", "save (TTL)"};
-static const char *const form_names[] = {"single calls", "pipelined by 100", "batches of 100"};
+static const char *const form_names[] = {"single calls", "pipelined by 100",
+"pipelined by 100, one transaction", "batches of 100"};
 
 typedef struct worker
 {
@@ -97,20 +99,32 @@ pg_round(storage_client *h, worker *w, char ids[][24])
 	int			n = w->form == SINGLE ? 1 : BATCH;
 	bool		ok = true;
 
+	/*
+	 * Writes of one transaction take a block of consecutive ids (in one
+	 * order: two concurrent transactions never deadlock, and a batch has
+	 * each id once); everything else random ids.
+	 */
+	bool		block = w->op == SAVE && (w->form == BATCHED || w->form == PIPELINED_ATOMIC);
+	int			base = 1 + (rand_r(&w->seed) % (nrecords / BATCH)) * BATCH;
+
 	for (int i = 0; i < n; i++)
 	{
-		snprintf(ids[i], 24, "user:%d", 1 + rand_r(&w->seed) % nrecords);
+		if (block)
+			snprintf(ids[i], 24, "user:%d", base + i);
+		else
+			snprintf(ids[i], 24, "user:%d", 1 + rand_r(&w->seed) % nrecords);
 		idp[i] = ids[i];
 		recs[i] = (storage_record) {.id = ids[i], .data = payload,
 		.data_len = sizeof(payload), .expires_at = ttl};
 	}
-	if (w->form == PIPELINED)
+	if (w->form == PIPELINED || w->form == PIPELINED_ATOMIC)
 	{
 		for (int i = 0; i < n; i++)
 			ops[i] = w->op == FETCH ?
 				(storage_op) {.kind = STORAGE_OP_FETCH, .id = ids[i]} :
 				(storage_op) {.kind = STORAGE_OP_SAVE, .rec = recs[i], .expect_version = -1};
-		ok = storage_pipeline(h, ops, n, 0) == STORAGE_OK;
+		ok = storage_pipeline(h, ops, n, w->form == PIPELINED_ATOMIC ?
+							  STORAGE_PIPELINE_ATOMIC : 0) == STORAGE_OK;
 		storage_pipeline_clear(ops, n);
 	}
 	else if (w->op == FETCH)
@@ -132,12 +146,7 @@ pg_round(storage_client *h, worker *w, char ids[][24])
 	else if (w->form == SINGLE)
 		ok = storage_save(h, &recs[0], -1) == STORAGE_OK;
 	else
-	{
-		/* a batch has each id once */
-		for (int i = 0; i < n; i++)
-			snprintf(ids[i], 24, "user:%d", 1 + (rand_r(&w->seed) % (nrecords / BATCH)) * BATCH + i);
 		ok = storage_save_many(h, recs, n, NULL) == STORAGE_OK;
-	}
 	if (!ok)
 		fprintf(stderr, "pipeline_bench: %s\n", storage_errmsg(h));
 	w->records += n;
@@ -192,6 +201,14 @@ redis_round(redisContext *c, worker *w)
 	}
 	else
 	{
+		int			nreplies = n;
+
+		/* one transaction: MULTI ... EXEC around the same commands */
+		if (w->form == PIPELINED_ATOMIC)
+		{
+			redisAppendCommand(c, "MULTI");
+			nreplies += 2;
+		}
 		for (int i = 0; i < n; i++)
 		{
 			if (w->op == FETCH)
@@ -200,7 +217,9 @@ redis_round(redisContext *c, worker *w)
 				redisAppendCommand(c, "EVALSHA %s 1 %s %b 3600", sha_one, keys[i],
 								   payload, sizeof(payload));
 		}
-		for (int i = 0; i < n; i++)
+		if (w->form == PIPELINED_ATOMIC)
+			redisAppendCommand(c, "EXEC");
+		for (int i = 0; i < nreplies; i++)
 		{
 			void	   *r = NULL;
 
