@@ -269,8 +269,17 @@ storage_pg_pipeline(storage_client *h, void *state, storage_op *const *ops,
 		connection_lost(&r);
 	else if (r.commit_error)
 		commit_failed(&r);
-	PQexitPipelineMode(r.conn);
 	PQsetnonblocking(r.conn, 0);
+
+	/*
+	 * Results left unread (a failure before the end) keep the connection in
+	 * pipeline mode, where a single call cannot run: start afresh.
+	 */
+	if (PQexitPipelineMode(r.conn) != 1)
+	{
+		storage_pg_connection_lost(state);
+		PQreset(r.conn);
+	}
 done:
 	free(r.ops);
 	free(r.calls);

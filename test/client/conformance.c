@@ -2491,6 +2491,104 @@ test_pipeline_long(void **state)
 	free(val);
 }
 
+typedef struct pipe_thread
+{
+	storage_client *h;
+	storage_op *ops;
+	size_t		n;
+	storage_status st;
+} pipe_thread;
+
+static void *
+pipeline_thread(void *p)
+{
+	pipe_thread *t = p;
+
+	t->st = storage_pipeline(t->h, t->ops, t->n, 0);
+	return NULL;
+}
+
+/*
+ * The server connection is terminated while a long pipeline runs: the calls
+ * answered before keep their results, the rest fail as a lost connection
+ * (a write sent: outcome unknown), and the handle works again afterwards.
+ */
+static void
+test_pg_pipeline_lost(void **state)
+{
+	fixture    *f = *state;
+	pipe_thread t = {.h = f->h, .n = 20000};
+	char	   *ids = calloc(t.n, 16);
+	pthread_t	th;
+	PGconn	   *admin;
+	PGresult   *res;
+	storage_record r;
+	size_t		k = 0;
+	int			killed = 0;
+
+	if (getenv("STORAGE_TEST_PG_SESSION_POOLER") || getenv("STORAGE_TEST_PG_TXN_POOLER"))
+	{
+		printf("SKIPPED test_pg_pipeline_lost: the pooler, not the client, sees the server connection end\n");
+		nskipped++;
+		skip();
+	}
+	t.ops = calloc(t.n, sizeof(storage_op));
+	assert_non_null(t.ops);
+	assert_non_null(ids);
+	for (size_t i = 0; i < t.n; i++)
+	{
+		snprintf(ids + 16 * i, 16, "pl/%06d", (int) i);
+		t.ops[i] = save_op(ids + 16 * i, "some bytes to write", -1);
+	}
+	admin = PQconnectdb(pg_admin_uri);
+	assert_int_equal(PQstatus(admin), CONNECTION_OK);
+	pthread_create(&th, NULL, pipeline_thread, &t);
+	for (int i = 0; i < 500 && !killed; i++)
+	{
+		res = PQexec(admin,
+					 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+					 "WHERE application_name = 'storage_client' AND state = 'active' "
+					 "AND pid <> pg_backend_pid()");
+		killed = atoi(PQgetvalue(res, 0, 0));
+		PQclear(res);
+		if (!killed)
+			sleep_us(STORAGE_MSEC);
+	}
+	pthread_join(th, NULL);
+	PQfinish(admin);
+	if (t.st == STORAGE_OK)
+	{
+		printf("SKIPPED test_pg_pipeline_lost: the pipeline ended before its connection was terminated\n");
+		nskipped++;
+	}
+	else
+	{
+		assert_int_equal(t.st, STORAGE_BACKEND_ERROR);
+		while (k < t.n && t.ops[k].status == STORAGE_OK)
+			assert_int_equal(t.ops[k++].version >= 1, 1);
+		assert_true(k < t.n);
+		for (size_t i = k; i < t.n; i++)
+		{
+			assert_int_equal(t.ops[i].status, STORAGE_BACKEND_ERROR);
+			assert_true(t.ops[i].retryable);
+			assert_string_equal(t.ops[i].errcode, "08006");
+			assert_int_not_equal(t.ops[i].outcome, STORAGE_OUTCOME_APPLIED);
+		}
+		assert_int_equal(t.ops[k].outcome, STORAGE_OUTCOME_UNKNOWN);
+	}
+	storage_pipeline_clear(t.ops, t.n);
+
+	/* the handle reconnects: single calls and pipelines work again */
+	ST(f->h, storage_fetch(f->h, ids, &r), STORAGE_OK);
+	storage_record_clear(&r);
+	for (size_t i = 0; i < t.n; i++)
+		t.ops[i] = id_op(STORAGE_OP_DELETE, ids + 16 * i);
+	ST(f->h, storage_pipeline(f->h, t.ops, t.n, 0), STORAGE_OK);
+	storage_pipeline_clear(t.ops, t.n);
+	free(t.ops);
+	free(ids);
+}
+
 static void
 test_pipeline_args(void **state)
 {
@@ -3644,7 +3742,7 @@ static const struct CMUnitTest memory_tests[] = {
 	T(test_watch_cancel),
 	T(test_watch_retention),
 };
-static const struct CMUnitTest pg_tests[] = {T(test_pg_reconnect), T(test_pg_errors)};
+static const struct CMUnitTest pg_tests[] = {T(test_pg_reconnect), T(test_pg_errors), T(test_pg_pipeline_lost)};
 static const struct CMUnitTest pg_native_tests[] = {T(test_pg_server_buckets)};
 static const struct CMUnitTest ddb_tests[] = {
 	T(test_ddb_limits),
