@@ -457,7 +457,8 @@ extern STORAGE_API storage_status storage_extend_lock(storage_client *h,
  * without waiting (libpq pipeline mode) and reads the results while it
  * sends, so a pipeline of any length costs about one round trip per
  * window of calls instead of one per call; it works behind a pooler in
- * transaction mode with prepare=off too.  The other backends run the calls
+ * transaction mode with prepare=off too (long pipelines of separate calls
+ * through pgbouncer: see the README).  The other backends run the calls
  * one after the other under the handle's lock, with the same results.
  *
  *	 storage_op ops[3] = {
