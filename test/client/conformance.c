@@ -2536,7 +2536,7 @@ test_pg_pipeline_lost(void **state)
 {
 	fixture    *f = *state;
 	pipe_thread t = {.h = f->h, .n = 20000};
-	char	   *ids = calloc(t.n, 16);
+	char	   *ids;
 	pthread_t	th;
 	PGconn	   *admin;
 	PGresult   *res;
@@ -2550,6 +2550,7 @@ test_pg_pipeline_lost(void **state)
 		nskipped++;
 		skip();
 	}
+	ids = calloc(t.n, 16);
 	t.ops = calloc(t.n, sizeof(storage_op));
 	assert_non_null(t.ops);
 	assert_non_null(ids);
