@@ -297,7 +297,7 @@ walk_begin(BucketWalk *w, const char *prefix, TimestampTz now)
 {
 	memset(w, 0, sizeof(BucketWalk));
 	w->cxt = CurrentMemoryContext;
-	w->rel = table_open(stg_records_relid(false), AccessShareLock);
+	w->rel = table_open(stg_records_lock(AccessShareLock, false), NoLock);
 	w->prefix = prefix;
 	w->plen = strlen(prefix);
 	w->now = now;

@@ -269,7 +269,7 @@ stg_writer_begin(StgOp op)
 	Relation	rel;
 
 	Assert(ops[op].writes);
-	rel = table_open(stg_records_relid(false), RowExclusiveLock);
+	rel = table_open(stg_records_lock(RowExclusiveLock, false), NoLock);
 	if (stg_direct_refusal(rel, op) != NULL)
 	{
 		table_close(rel, RowExclusiveLock);
@@ -317,7 +317,7 @@ storage_write_path(PG_FUNCTION_ARGS)
 	int			op;
 
 	InitMaterializedSRF(fcinfo, 0);
-	rel = table_open(stg_records_relid(false), AccessShareLock);
+	rel = table_open(stg_records_lock(AccessShareLock, false), NoLock);
 	for (op = 0; op < STG_NUM_OPS; op++)
 	{
 		const char *why = stg_direct_refusal(rel, op);

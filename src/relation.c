@@ -25,6 +25,8 @@
 #include "catalog/pg_extension.h"
 #include "utils/fmgroids.h"
 #include "commands/extension.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -211,6 +213,31 @@ stg_records_relid(bool missing_ok)
 	if (cache_stale && !rebuild_cache(missing_ok))
 		return InvalidOid;
 	return cached_relid;
+}
+
+/*
+ * The records table's OID, locked in lockmode.  The name is looked up again
+ * once the lock is granted, as RangeVarGetRelidExtended does for a
+ * statement: a rename, drop or schema change that committed while we
+ * waited for the lock must not leave us working on a table that is no
+ * longer the records table (granting the lock processed its invalidation,
+ * which marked the cache stale).
+ */
+Oid
+stg_records_lock(LOCKMODE lockmode, bool missing_ok)
+{
+	for (;;)
+	{
+		Oid			relid = stg_records_relid(missing_ok);
+
+		if (!OidIsValid(relid))
+			return InvalidOid;
+		LockRelationOid(relid, lockmode);
+		if (stg_records_relid(true) == relid)
+			return relid;
+		UnlockRelationOid(relid, lockmode);
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 /*

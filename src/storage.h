@@ -21,6 +21,7 @@
 #include "nodes/parsenodes.h"
 #include "storage/condition_variable.h"
 #include "fmgr.h"
+#include "storage/lockdefs.h"
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
 
@@ -135,6 +136,7 @@ typedef struct StgPlan
 
 extern const char *stg_records_table(void);
 extern Oid	stg_records_relid(bool missing_ok);
+extern Oid	stg_records_lock(LOCKMODE lockmode, bool missing_ok);
 extern Oid	storage_find_records_table(void);
 extern SPIPlanPtr stg_plan(StgPlan *slot, const char *query_fmt, int nargs,
 						   Oid *argtypes);

@@ -332,7 +332,8 @@ purge_one_batch(int batch_size, StgPurgeRound *round)
 		elog(ERROR, "SET CONSTRAINTS failed");
 
 	round->more = false;
-	relid = stg_records_relid(true);
+	/* locked before anything else: a rename waited for must fail the visit */
+	relid = stg_records_lock(RowExclusiveLock, true);
 	if (OidIsValid(relid))
 		owner = table_owner(relid);
 	if (OidIsValid(owner))
