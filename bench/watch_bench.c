@@ -7,12 +7,15 @@
  *	  time; client and server share the machine's clock) for every event
  *	  of the run and prints the percentiles.
  *
- *	  usage: watch_bench [-r saves/s] [-s seconds] [-p prefix] URI SLOT
+ *	  usage: watch_bench [-r saves/s] [-s seconds] [-w writers] [-p prefix]
+ *						 URI SLOT
  *
- *	  The writer ticks every millisecond and saves rate/1000 records per
- *	  tick (one storage_save, or a storage_pipeline of separate saves: each
- *	  record its own transaction), catching up if a tick ran late, so the
- *	  offered rate holds as long as the server keeps up.  The slot is
+ *	  Each of the writers (threads with a handle each, 4 by default, so
+ *	  that synchronous commits share WAL flushes) ticks every millisecond
+ *	  and saves its share of the rate due by then (a storage_pipeline of
+ *	  separate saves: each record its own transaction), catching up if a
+ *	  tick ran late, so the offered rate holds as long as the server keeps
+ *	  up.  The slot is
  *	  created on first use (drop it afterwards with storage_watch_drop).
  *	  Output, one line:
  *	  rate=<offered> achieved=<saves/s> events=<n> p50_ms=.. p90_ms=..
@@ -100,6 +103,15 @@ sleep_until(int64_t t)
 	}
 }
 
+typedef struct writer
+{
+	storage_client *h;
+	const char *prefix;
+	long		rate;
+	int			seconds;
+	long		done;
+} writer;
+
 /* Save at rate/s for seconds; returns the number of saves. */
 static long
 write_at_rate(storage_client *h, const char *prefix, long rate, int seconds)
@@ -142,6 +154,15 @@ write_at_rate(storage_client *h, const char *prefix, long rate, int seconds)
 	return done;
 }
 
+static void *
+writer_main(void *arg)
+{
+	writer	   *w = arg;
+
+	w->done = write_at_rate(w->h, w->prefix, w->rate, w->seconds);
+	return NULL;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -149,14 +170,17 @@ main(int argc, char **argv)
 	int			seconds = 5;
 	const char *prefix = "watchbench/";
 	consumer	c = {.expected = -1};
-	storage_client *w;
+	writer		w[64];
+	pthread_t	wth[64];
+	int			nwriters = 4;
+	char		prefixes[64][64];
 	pthread_t	th;
-	long		saved;
+	long		saved = 0;
 	int64_t		t0,
 				t1;
 	int			opt;
 
-	while ((opt = getopt(argc, argv, "r:s:p:")) != -1)
+	while ((opt = getopt(argc, argv, "r:s:w:p:")) != -1)
 	{
 		switch (opt)
 		{
@@ -169,25 +193,45 @@ main(int argc, char **argv)
 			case 'p':
 				prefix = optarg;
 				break;
+			case 'w':
+				nwriters = atoi(optarg);
+				break;
 			default:
 				goto usage;
 		}
 	}
-	if (argc - optind != 2 || rate <= 0 || seconds <= 0)
+	if (argc - optind != 2 || rate <= 0 || seconds <= 0 || nwriters < 1 || nwriters > 64)
 		goto usage;
 	c.prefix = prefix;
 	if (storage_open(argv[optind], &c.h) != STORAGE_OK ||
-		storage_set_watch_slot(c.h, argv[optind + 1]) != STORAGE_OK ||
-		storage_open(argv[optind], &w) != STORAGE_OK)
+		storage_set_watch_slot(c.h, argv[optind + 1]) != STORAGE_OK)
 	{
 		fprintf(stderr, "watch_bench: %s\n", storage_errmsg(NULL));
 		return 1;
+	}
+	for (int i = 0; i < nwriters; i++)
+	{
+		snprintf(prefixes[i], sizeof(prefixes[i]), "%s%d/", prefix, i);
+		w[i] = (writer) {.prefix = prefixes[i], .seconds = seconds,
+		.rate = rate / nwriters + (i < rate % nwriters)};
+		if (storage_open(argv[optind], &w[i].h) != STORAGE_OK)
+		{
+			fprintf(stderr, "watch_bench: %s\n", storage_errmsg(NULL));
+			return 1;
+		}
 	}
 	if (pthread_create(&th, NULL, consumer_main, &c) != 0)
 		return 1;
 	sleep(2);					/* the slot created, the stream started */
 	t0 = storage_now(NULL);
-	saved = write_at_rate(w, prefix, rate, seconds);
+	for (int i = 0; i < nwriters; i++)
+		if (pthread_create(&wth[i], NULL, writer_main, &w[i]) != 0)
+			return 1;
+	for (int i = 0; i < nwriters; i++)
+	{
+		pthread_join(wth[i], NULL);
+		saved += w[i].done;
+	}
 	t1 = storage_now(NULL);
 	atomic_store(&c.expected, saved);
 	/* the consumer stops at the last event; if it never comes, cancel */
@@ -206,10 +250,11 @@ main(int argc, char **argv)
 		   pct_ms(c.lat, c.n, 0.50), pct_ms(c.lat, c.n, 0.90),
 		   pct_ms(c.lat, c.n, 0.99), pct_ms(c.lat, c.n, 1.0));
 	free(c.lat);
-	storage_close(w);
+	for (int i = 0; i < nwriters; i++)
+		storage_close(w[i].h);
 	storage_close(c.h);
 	return c.n == (size_t) saved ? 0 : 1;
 usage:
-	fprintf(stderr, "usage: %s [-r saves/s] [-s seconds] [-p prefix] URI SLOT\n", argv[0]);
+	fprintf(stderr, "usage: %s [-r saves/s] [-s seconds] [-w writers] [-p prefix] URI SLOT\n", argv[0]);
 	return 2;
 }
