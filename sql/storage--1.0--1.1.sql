@@ -77,8 +77,8 @@ $$;
 
 -- Which path each operation takes here and now (for the calling role, in
 -- the calling transaction), decided by the same function as the
--- operations themselves; see README "Which writes take the statement
--- path".
+-- operations themselves; see docs/design.md "Which writes take the
+-- statement path".
 CREATE FUNCTION @extschema@.storage_write_path(
     OUT operation text,
     OUT path text,

@@ -43,7 +43,7 @@ enum
 /* Same limit as the Go provider's MaxIDLength: bytes, not characters. */
 #define STG_MAX_ID_BYTES 255
 
-/* SQLSTATEs of class SV ("storage"), see README "Errors". */
+/* SQLSTATEs of class SV ("storage"), see README "SQLSTATEs". */
 #define ERRCODE_STORAGE_VERSION_CONFLICT	MAKE_SQLSTATE('S','V','0','0','1')
 #define ERRCODE_STORAGE_NOT_FOUND			MAKE_SQLSTATE('S','V','0','0','2')
 #define ERRCODE_STORAGE_ALREADY_EXISTS		MAKE_SQLSTATE('S','V','0','0','3')
@@ -121,8 +121,8 @@ typedef struct StgPlan
  * which may put any schema before pg_catalog.  So every operator, function
  * and type name in them is schema-qualified (OPERATOR(pg_catalog.=),
  * pg_catalog.count, ::pg_catalog.bytea) and the table is named with its
- * schema: no object of another schema can be picked up (README "The expiry
- * worker and search_path").  A multi-argument unnest() in FROM stays
+ * schema: no object of another schema can be picked up (docs/design.md
+ * "Security of the worker and search_path").  A multi-argument unnest() in FROM stays
  * unqualified: the parser expands exactly that spelling into calls of
  * pg_catalog.unnest(), and a qualified one would not be expanded.
  *

@@ -34,8 +34,8 @@
  * the postmaster restarts it after a crash.
  *
  * What the worker runs, and as whom, must not depend on anything a
- * database owner or an ordinary role controls (README "The expiry worker
- * and search_path").  It connects as the bootstrap superuser, and the
+ * database owner or an ordinary role controls (docs/design.md "Security
+ * of the worker and search_path").  It connects as the bootstrap superuser, and the
  * connection applies the database's ALTER DATABASE ... SET values, so
  * pin_settings() overrides every setting the purge depends on with a
  * source those values cannot outrank, and each batch runs as the records
