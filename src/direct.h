@@ -13,6 +13,7 @@
 #include "access/relscan.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
+#include "storage/bufmgr.h"
 
 #include "storage.h"
 
