@@ -371,7 +371,7 @@ like($app->('app', q{SELECT * FROM storage_watch_status}),
 	qr/ERROR:  permission denied/, 'the status view is for monitoring roles');
 $node->safe_psql('postgres', q{
 	SELECT pg_drop_replication_slot('app_w');
-	SELECT pg_create_logical_replication_slot('app_w', 'test_decoding');
+	SELECT pg_create_logical_replication_slot('app_w', 'pgoutput');
 });
 like($app->('app', q{SELECT * FROM storage_changes('app_w')}),
 	qr/ERROR:  replication slot "app_w" is not a storage watch of this database/,
