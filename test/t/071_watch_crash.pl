@@ -277,7 +277,10 @@ for my $i (0 .. $#runs)
 	}
 	next if $i == 0;
 	my %next = map { ("$_->{pos} $_->{id} $_->{version}" => 1) } @{ $runs[$i]{events} };
-	my $last_next = @{ $runs[$i]{events} } ? $runs[$i]{events}[-1]{pos} : 0;
+	# how far the next run got: the last transaction it saw whole (a run
+	# killed inside a transaction saw only that transaction's first events)
+	my ($last_next) = map { $_->{pos} } grep { $_->{last} } reverse @{ $runs[$i]{events} };
+	$last_next //= 0;
 	my @after = grep { $_->{pos} > $runs[$i]{floor} } @{ $runs[ $i - 1 ]{events} };
 	$mid_txn++ if @after && !$after[-1]{last};
 	for my $e (@after)
