@@ -31,7 +31,12 @@ $node->safe_psql('postgres', q{
 $node->safe_psql('evil', 'CREATE EXTENSION storage');
 
 # The owner's own settings in the database would stop the test's sessions
-# too (read-only, 5 ms timeouts): each session starts by undoing them.
+# too (read-only, 5 ms timeouts).  Options in the startup packet take
+# precedence over the database's settings, so the test's sessions start
+# without them (a SET as the first statement could itself be cancelled by
+# a 5 ms statement_timeout on a loaded machine); each session also undoes
+# them, for what the startup options do not cover.
+$ENV{PGOPTIONS} = '-c statement_timeout=0 -c lock_timeout=0 -c default_transaction_read_only=off';
 my $undo = q{
 	SET statement_timeout = 0;
 	SET lock_timeout = 0;
