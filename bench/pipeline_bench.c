@@ -9,11 +9,29 @@
  *	  transaction, STORAGE_PIPELINE_ATOMIC against MULTI/EXEC) and as batches of
  *	  100 (storage_fetch_many / storage_save_many against MGET / one EVAL
  *	  over 100 keys), with 1 and 4 threads, each thread with its own
- *	  connection.  Every measurement runs -s seconds; the rounds (-r)
- *	  interleave the two sides, and the ratio printed is the median of the
- *	  rounds' ratios.  Prints a Markdown table (records/s).
+ *	  connection.
  *
- *	  usage: pipeline_bench [-s seconds] [-r rounds] [-n records] PG_CONNINFO REDIS_SOCKET
+ *	  Beside them, PostgreSQL's own ceiling for the same shape over bare
+ *	  libpq: the single and pipelined forms with the cheapest statement of
+ *	  each kind instead of the call (a prepared SELECT 1 for a fetch, a
+ *	  bare write transaction, SELECT txid_current(), for a save), sent and
+ *	  synchronised as the client library sends its calls.  That is the
+ *	  server's cost per statement and per transaction, which no call goes
+ *	  below; the gap between a call and it is the call's own work, in the
+ *	  client library and in the extension (lookup, heap and index update,
+ *	  WAL).
+ *
+ *	  Every measurement runs -s seconds; the rounds (-r) interleave the
+ *	  three sides, and each ratio printed is the median of the rounds'
+ *	  ratios.  Prints a Markdown table (records/s).
+ *
+ *	  usage: pipeline_bench [-s seconds] [-r rounds] [-n records]
+ *			   [-o fetch|save] [-f form 0..3]
+ *			   [-c SQL] PG_CONNINFO REDIS_SOCKET
+ *	  (-o and -f print only the rows of one operation or one form: single,
+ *	  pipelined, pipelined in one transaction, batches; -c measures another
+ *	  statement, without parameters, in place of the ceiling's, to see what
+ *	  a part of a call costs)
  *	  The records exist: user:1..n in the storage table (bench/run.sh
  *	  loads them), user:<12 digits> strings and rec:<12 digits> hashes
  *	  0..n-1 in Redis (bench/redis_section.sh).
@@ -29,6 +47,7 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#include <libpq-fe.h>
 
 #include "storage_client.h"
 
@@ -42,6 +61,8 @@ static const char *redis_sock;
 static int	seconds = 2;
 static int	nrecords = 200000;
 static unsigned char payload[200];
+static int	only_op = -1;		/* -o fetch|save: that operation's rows only */
+static int	only_form = -1;		/* -f 0..3: that form's rows only */
 
 static const char *const SAVE_ONE =
 "local v = redis.call('HINCRBY', KEYS[1], 'v', 1) "
@@ -64,13 +85,21 @@ typedef enum
 	SINGLE, PIPELINED, PIPELINED_ATOMIC, BATCHED
 } form;
 
+typedef enum
+{
+	CLIENT, CEILING, REDIS
+} side;
+
 static const char *const op_names[] = {"fetch", "save (TTL)"};
 static const char *const form_names[] = {"single calls", "pipelined by 100",
 "pipelined by 100, one transaction", "batches of 100"};
 
+/* the ceiling's statement per operation */
+static const char *ceiling_sql[] = {"SELECT 1", "SELECT txid_current()"};
+
 typedef struct worker
 {
-	bool		redis;
+	side		side;
 	op_kind		op;
 	form		form;
 	unsigned int seed;
@@ -151,6 +180,71 @@ pg_round(storage_client *h, worker *w, char ids[][24])
 		fprintf(stderr, "pipeline_bench: %s\n", storage_errmsg(h));
 	w->records += n;
 	return ok;
+}
+
+/* ---- PostgreSQL's ceiling over bare libpq ------------------------------------- */
+
+/* res has the status want (a statement's: rows or a command's); cleared */
+static bool
+result_ok(PGresult *res, ExecStatusType want)
+{
+	ExecStatusType st = PQresultStatus(res);
+	bool		ok = st == want || (want == PGRES_TUPLES_OK && st == PGRES_COMMAND_OK);
+
+	if (!ok)
+		fprintf(stderr, "pipeline_bench: libpq: %s: %s\n",
+				PQresStatus(PQresultStatus(res)), PQresultErrorMessage(res));
+	PQclear(res);
+	return ok;
+}
+
+/*
+ * The ceiling statement once, or n times in pipeline mode with a Sync after
+ * each (or after the last: one transaction), sent as storage_pipeline sends
+ * (pipeline_pg.c); the n calls are far below its window and their results
+ * far below a socket buffer, so a blocking connection never waits here on
+ * a full one.
+ */
+static bool
+ceiling_round(PGconn *conn, worker *w)
+{
+	int			n = w->form == SINGLE ? 1 : BATCH;
+	bool		atomic = w->form == PIPELINED_ATOMIC;
+	bool		ok = true;
+
+	w->records += n;
+	if (w->form == SINGLE)
+		return result_ok(PQexecPrepared(conn, "ceiling", 0, NULL, NULL, NULL, 1),
+						 PGRES_TUPLES_OK);
+	if (PQenterPipelineMode(conn) != 1)
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		if (PQsendQueryPrepared(conn, "ceiling", 0, NULL, NULL, NULL, 1) != 1)
+			return false;
+		if (!atomic || i == n - 1)
+		{
+#ifdef LIBPQ_HAS_SEND_PIPELINE_SYNC
+			if (PQsendPipelineSync(conn) != 1)
+				return false;
+#else
+			if (PQpipelineSync(conn) != 1)
+				return false;
+#endif
+		}
+	}
+	if (PQflush(conn) != 0)
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		ok = result_ok(PQgetResult(conn), PGRES_TUPLES_OK) && ok;
+		if (PQgetResult(conn) != NULL)
+			return false;
+		if ((!atomic || i == n - 1) &&
+			!result_ok(PQgetResult(conn), PGRES_PIPELINE_SYNC))
+			return false;
+	}
+	return PQexitPipelineMode(conn) == 1 && ok;
 }
 
 /* ---- hiredis ------------------------------------------------------------------ */
@@ -240,7 +334,7 @@ run_worker(void *arg)
 	worker	   *w = arg;
 	char		ids[BATCH][24];
 
-	if (w->redis)
+	if (w->side == REDIS)
 	{
 		redisContext *c = redisConnectUnix(redis_sock);
 
@@ -249,6 +343,21 @@ run_worker(void *arg)
 		while (now_sec() < w->deadline && !w->failed)
 			w->failed = !redis_round(c, w);
 		redisFree(c);
+	}
+	else if (w->side == CEILING)
+	{
+		PGconn	   *conn = PQconnectdb(pg_uri);
+
+		if (PQstatus(conn) != CONNECTION_OK)
+			die("libpq", PQerrorMessage(conn));
+		if (!result_ok(PQprepare(conn, "ceiling", ceiling_sql[w->op], 0, NULL),
+					   PGRES_COMMAND_OK))
+			die("libpq", "prepare failed");
+		while (now_sec() < w->deadline && !w->failed)
+			w->failed = !ceiling_round(conn, w);
+		if (w->failed)
+			fprintf(stderr, "pipeline_bench: libpq: %s", PQerrorMessage(conn));
+		PQfinish(conn);
 	}
 	else
 	{
@@ -265,7 +374,7 @@ run_worker(void *arg)
 
 /* records/s of nthreads workers doing one thing for `seconds` */
 static double
-measure(bool redis, op_kind op, form f, int nthreads)
+measure(side sd, op_kind op, form f, int nthreads)
 {
 	pthread_t	th[MAX_THREADS];
 	worker		w[MAX_THREADS];
@@ -274,7 +383,7 @@ measure(bool redis, op_kind op, form f, int nthreads)
 
 	for (int i = 0; i < nthreads; i++)
 	{
-		w[i] = (worker) {.redis = redis, .op = op, .form = f,
+		w[i] = (worker) {.side = sd, .op = op, .form = f,
 		.seed = (unsigned int) (start * 1000) + i, .deadline = start + seconds};
 		pthread_create(&th[i], NULL, run_worker, &w[i]);
 	}
@@ -282,7 +391,8 @@ measure(bool redis, op_kind op, form f, int nthreads)
 	{
 		pthread_join(th[i], NULL);
 		if (w[i].failed)
-			die("measurement", redis ? "redis call failed" : "storage call failed");
+			die("measurement", sd == REDIS ? "redis call failed" :
+				sd == CEILING ? "libpq call failed" : "storage call failed");
 		total += w[i].records;
 	}
 	return total / (now_sec() - start);
@@ -311,6 +421,40 @@ load_scripts(void)
 	redisFree(c);
 }
 
+/*
+ * One row of the table: rounds of the client, the ceiling (no batch form)
+ * and hiredis, one after the other, and the medians of their ratios.
+ */
+static void
+print_row(op_kind op, form f, int nthreads, int rounds)
+{
+	bool		ceiling = f != BATCHED;
+	double		pg[MAX_REPS],
+				rd[MAX_REPS],
+				cl[MAX_REPS],
+				pg_rd[MAX_REPS],
+				pg_cl[MAX_REPS],
+				cl_rd[MAX_REPS];
+
+	for (int r = 0; r < rounds; r++)
+	{
+		pg[r] = measure(CLIENT, op, f, nthreads);
+		cl[r] = ceiling ? measure(CEILING, op, f, nthreads) : 0;
+		rd[r] = measure(REDIS, op, f, nthreads);
+		pg_rd[r] = pg[r] / rd[r];
+		pg_cl[r] = ceiling ? pg[r] / cl[r] : 0;
+		cl_rd[r] = cl[r] / rd[r];
+	}
+	printf("| %s | %s | %d | %.0f | %.0f | %.2f |", op_names[op], form_names[f],
+		   nthreads, median(pg, rounds), median(rd, rounds), median(pg_rd, rounds));
+	if (ceiling)
+		printf(" %.0f | %.2f | %.2f |\n", median(cl, rounds), median(pg_cl, rounds),
+			   median(cl_rd, rounds));
+	else
+		printf(" — | | |\n");
+	fflush(stdout);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -318,9 +462,17 @@ main(int argc, char **argv)
 	int			opt;
 	static const int threads[] = {1, 4};
 
-	while ((opt = getopt(argc, argv, "s:r:n:")) != -1)
+	while ((opt = getopt(argc, argv, "s:r:n:o:f:c:")) != -1)
 	{
-		if (opt == 's')
+		if (opt == 'c')
+			ceiling_sql[0] = ceiling_sql[1] = optarg;
+		else
+		if (opt == 'o')
+			only_op = strcmp(optarg, "save") == 0 ? SAVE :
+				strcmp(optarg, "fetch") == 0 ? FETCH : -2;
+		else if (opt == 'f')
+			only_form = atoi(optarg);
+		else if (opt == 's')
 			seconds = atoi(optarg);
 		else if (opt == 'r')
 			rounds = atoi(optarg);
@@ -330,9 +482,10 @@ main(int argc, char **argv)
 			return 2;
 	}
 	if (argc - optind != 2 || rounds < 1 || rounds > MAX_REPS ||
+		only_op < -1 || only_form < -1 || only_form > BATCHED ||
 		nrecords < BATCH || seconds < 1)
 	{
-		fprintf(stderr, "usage: pipeline_bench [-s seconds] [-r rounds (1..%d)] [-n records] PG_CONNINFO REDIS_SOCKET\n",
+		fprintf(stderr, "usage: pipeline_bench [-s seconds] [-r rounds (1..%d)] [-n records] [-o fetch|save] [-f 0..3] [-c SQL] PG_CONNINFO REDIS_SOCKET\n",
 				MAX_REPS);
 		return 2;
 	}
@@ -341,27 +494,15 @@ main(int argc, char **argv)
 	memset(payload, 'c', sizeof(payload));
 	load_scripts();
 
-	printf("\n#### Client library (postgresql backend) against hiredis (Redis), records/s, %d rounds of %d s, medians\n\n",
+	printf("\n#### Client library (postgresql backend) against hiredis (Redis) and against PostgreSQL's ceiling, records/s, %d rounds of %d s, medians\n\n",
 		   rounds, seconds);
-	printf("| operation | form | threads | storage client | hiredis | client / hiredis |\n");
-	printf("|---|---|---:|---:|---:|---:|\n");
+	printf("The ceiling: the same form over bare libpq with `SELECT 1` for a fetch and `SELECT txid_current()` (a bare write transaction) for a save.\n\n");
+	printf("| operation | form | threads | storage client | hiredis | client / hiredis | ceiling | client / ceiling | ceiling / hiredis |\n");
+	printf("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
 	for (int op = FETCH; op <= SAVE; op++)
 		for (int f = SINGLE; f <= BATCHED; f++)
 			for (size_t t = 0; t < sizeof(threads) / sizeof(threads[0]); t++)
-			{
-				double		pg[MAX_REPS],
-							rd[MAX_REPS],
-							ratio[MAX_REPS];
-
-				for (int r = 0; r < rounds; r++)
-				{
-					pg[r] = measure(false, op, f, threads[t]);
-					rd[r] = measure(true, op, f, threads[t]);
-					ratio[r] = pg[r] / rd[r];
-				}
-				printf("| %s | %s | %d | %.0f | %.0f | %.2f |\n", op_names[op], form_names[f],
-					   threads[t], median(pg, rounds), median(rd, rounds), median(ratio, rounds));
-				fflush(stdout);
-			}
+				if ((only_op < 0 || only_op == op) && (only_form < 0 || only_form == f))
+					print_row(op, f, threads[t], rounds);
 	return 0;
 }

@@ -3,7 +3,8 @@
 # each call of the extension against what PostgreSQL can do at all (a
 # prepared SELECT 1, a bare write transaction, the raw statement) and
 # against Redis on the same machine, then the client library against
-# hiredis (bench/pipeline_bench.c).
+# hiredis and against the same forms over bare libpq (pipelined SELECT 1
+# and SELECT txid_current(), a Sync each: bench/pipeline_bench.c).
 #
 # Both servers on Unix sockets with matched durability: PostgreSQL with
 # synchronous_commit = off (run.sh's cluster), Redis with appendonly yes,
@@ -208,12 +209,14 @@ redis_table() {
 	echo "(fetch_many and save_many: transactions of 100 records; the pipelined Redis rows: requests, i.e. records.)"
 }
 
-# The client library on PostgreSQL against hiredis on Redis.
+# The client library on PostgreSQL against hiredis on Redis and against
+# PostgreSQL's ceiling over bare libpq.
 redis_client_bench() {
 	local build="$WORK/pipeline-bench-build" bin="$WORK/pipeline_bench"
 	log "redis: client library vs hiredis"
 	if ! as_user make -s -C "$WORK/src/src/client" BUILDDIR="$build" >"$WORK/pipeline-bench.log" 2>&1 ||
 		! as_user cc -O2 -std=c11 -Wall -Wextra -Werror -I"$WORK/src/src/client" \
+			-I"$("$PG_CONFIG" --includedir)" \
 			-o "$bin" "$WORK/src/bench/pipeline_bench.c" "$build/libstorage_client.a" \
 			$(pkg-config --cflags --libs hiredis) -lpq -lcrypto -lcurl -ljson-c -pthread \
 			>>"$WORK/pipeline-bench.log" 2>&1; then

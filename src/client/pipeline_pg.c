@@ -19,6 +19,12 @@
  *	  whatever the pipeline's length (and each window of the atomic form
  *	  ends with a Flush, so that its results come before the final Sync).
  *
+ *	  Each turn of the loop queues what the window allows, then writes it
+ *	  to the socket in one go.  Built against libpq 17 or later, a Sync is
+ *	  queued with PQsendPipelineSync, which does not write; before that,
+ *	  PQpipelineSync writes at every Sync, so the separate form costs a
+ *	  send() per call.
+ *
  *-------------------------------------------------------------------------
  */
 #include <errno.h>
@@ -61,7 +67,21 @@ sync_after(const pipe_run *r, size_t i)
 	return !r->atomic || i == r->n - 1;
 }
 
-/* Queue calls up to the window; false if the connection failed. */
+/* Queue a Sync; the caller writes it out (PQflush). */
+static bool
+queue_sync(PGconn *conn)
+{
+#ifdef LIBPQ_HAS_SEND_PIPELINE_SYNC
+	return PQsendPipelineSync(conn) == 1;
+#else
+	return PQpipelineSync(conn) == 1;
+#endif
+}
+
+/*
+ * Queue calls up to the window (the caller flushes); false if the
+ * connection failed.
+ */
 static bool
 send_some(pipe_run *r)
 {
@@ -71,7 +91,7 @@ send_some(pipe_run *r)
 	{
 		if (!storage_pg_send(r->state, &r->calls[r->sent]))
 			return false;
-		if (sync_after(r, r->sent) && PQpipelineSync(r->conn) != 1)
+		if (sync_after(r, r->sent) && !queue_sync(r->conn))
 			return false;
 		r->sent++;
 	}
@@ -206,6 +226,7 @@ run_pipeline(pipe_run *r)
 		size_t		recv = r->recv;
 		int			pending;
 
+		/* what send_some queued goes out here, before any wait */
 		if (!send_some(r) || (pending = PQflush(r->conn)) < 0)
 			return false;
 		if (!read_some(r))
