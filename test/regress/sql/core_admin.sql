@@ -42,7 +42,18 @@ GRANT EXECUTE ON FUNCTION storage_save(text, bytea, bigint, timestamptz, text),
 SET ROLE storage_app;
 SELECT storage_save('priv', 'x');          -- denied
 SELECT storage_delete('priv');             -- denied
+SELECT * FROM storage_fetch('priv');       -- denied: the SELECT's error
 RESET ROLE;
+-- SELECT granted on the fetched columns only is enough
+GRANT SELECT (id, version, expires_at, format, data) ON storage_records TO storage_app;
+SET ROLE storage_app;
+SELECT * FROM storage_fetch('priv');
+RESET ROLE;
+REVOKE SELECT (version) ON storage_records FROM storage_app;
+SET ROLE storage_app;
+SELECT * FROM storage_fetch('priv');       -- denied: one column is missing
+RESET ROLE;
+REVOKE ALL ON storage_records FROM storage_app;
 -- column-level grants work too (such calls take the SPI path, see direct.c)
 GRANT SELECT ON storage_records TO storage_app;
 GRANT INSERT (id, version, expires_at, format, data),

@@ -29,6 +29,29 @@ SET enable_seqscan = off;
 EXPLAIN (COSTS OFF) SELECT * FROM storage_fetch('a');
 RESET enable_seqscan;
 
+-- fetch sees the calling statement's snapshot: a record written earlier in
+-- the same transaction is seen, and so is its deletion (the isolation test
+-- fetch_snapshot shows other transactions' writes)
+BEGIN;
+SELECT storage_save('rc', 'one');
+SELECT id, version, data FROM storage_fetch('rc');
+SELECT storage_delete('rc');
+SELECT count(*) FROM storage_fetch('rc');
+ROLLBACK;
+
+-- a record expires for fetch the moment the clock passes expires_at
+SET storage.test_now = '2030-01-01 12:59:59+00';
+SELECT id FROM storage_fetch('c');
+SET storage.test_now = '2030-01-01 13:00:00+00';
+SELECT id FROM storage_fetch('c');         -- expires_at is not later: gone
+SET storage.test_now = '2030-01-01 12:00:00+00';
+
+-- in the select list, as a lateral call, and by a named argument
+SELECT storage_fetch('a');
+SELECT k, f.version FROM unnest(ARRAY['a', 'b', 'c', 'missing']) AS k,
+       LATERAL storage_fetch(k) AS f ORDER BY k;
+SELECT version FROM storage_fetch(id => 'a');
+
 -- fetch never writes: it works in a read-only transaction
 BEGIN TRANSACTION READ ONLY;
 SELECT id, version FROM storage_fetch('a');

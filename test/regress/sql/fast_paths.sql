@@ -57,7 +57,12 @@ DECLARE
     $$SELECT storage_get_val('{b}', 'hsub')$$,
     $$SELECT storage_get_val('{b}', 'hid')$$,
     $$SELECT storage_get_val('{b}', 'vsub')$$,
-    $$SELECT storage_get_val('{}', 'cb')$$
+    $$SELECT storage_get_val('{}', 'cb')$$,
+    $$SELECT storage_fetch('a')$$,
+    $$SELECT storage_fetch('old')$$,
+    $$SELECT storage_fetch('b/hid')$$,
+    $$SELECT storage_fetch('hidden/x')$$,
+    $$SELECT storage_fetch('c1')$$
   ];
   modes text[] := ARRAY['direct', 'statement'];
   results text[];
@@ -112,6 +117,12 @@ GRANT SELECT ON storage_write_path TO regress_fp_app;
 SELECT fp_load();
 SELECT * FROM storage_write_path;
 SELECT fp_run('plain', 'regress_fp_app');
+-- what storage_fetch shows the role on the plain table
+SET ROLE regress_fp_app;
+CREATE TEMP TABLE fp_fetched AS
+  SELECT k, (SELECT f::text FROM storage_fetch(k) AS f) AS plain
+    FROM unnest(ARRAY['a', 'old', 'b/k1', 'b/hid', 'hidden/x', 'nope']) AS k;
+RESET ROLE;
 
 -- row-level security: a policy hides "h..." and ".../h..." from the role
 CREATE POLICY fp_hide ON storage_records
@@ -129,7 +140,21 @@ SELECT array(SELECT storage_get_keys('{b}')) AS keys,
 SELECT array(SELECT key FROM storage_get_items('{b}')) AS items,
        array(SELECT substr(id, 3) FROM storage_records
               WHERE id LIKE 'b/%' AND strpos(substr(id, 3), '/') = 0 ORDER BY 1) AS "select";
+-- and so does storage_fetch, id by id: the policy applies
+SELECT array(SELECT f.id FROM unnest(ARRAY['a', 'old', 'b/k1', 'b/hid', 'b/hsub/x', 'hidden/x']) AS k,
+                    LATERAL storage_fetch(k) AS f ORDER BY 1) AS fetched,
+       array(SELECT id FROM storage_records
+              WHERE expires_at IS NULL OR expires_at > storage_now() ORDER BY 1) AS "select";
 RESET ROLE;
+-- a second policy shows the role every row: the fetch returns what it
+-- returned on the plain table
+CREATE POLICY fp_all ON storage_records USING (true);
+SET ROLE regress_fp_app;
+SELECT k, plain, (SELECT f::text FROM storage_fetch(k) AS f) AS "row-level security"
+  FROM fp_fetched ORDER BY k;
+RESET ROLE;
+DROP POLICY fp_all ON storage_records;
+DROP TABLE fp_fetched;
 SELECT fp_run('row-level security', 'regress_fp_app');
 ALTER TABLE storage_records DISABLE ROW LEVEL SECURITY;
 DROP POLICY fp_hide ON storage_records;
