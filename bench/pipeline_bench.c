@@ -184,7 +184,10 @@ pg_round(storage_client *h, worker *w, char ids[][24])
 
 /* ---- PostgreSQL's ceiling over bare libpq ------------------------------------- */
 
-/* res has the status want (a statement's: rows or a command's); cleared */
+/*
+ * Whether res has the status want (for rows, a command's status too: a -c
+ * statement may return none); clears res.
+ */
 static bool
 result_ok(PGresult *res, ExecStatusType want)
 {
