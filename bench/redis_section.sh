@@ -154,6 +154,12 @@ section_redis() {
 	redis_load
 	for ((r = 1; r <= rounds; r++)); do
 		log "redis: round $r of $rounds"
+		# Every round starts from vacuumed tables: the reads must not walk
+		# the dead versions that the previous round's saves left in
+		# storage_records (TTL saves are often not HOT) and the plain
+		# UPDATEs left in raw_records, or the ratios would depend on the
+		# order of the variants rather than on the calls.
+		sql -c "VACUUM storage_records" -c "VACUUM raw_records" >/dev/null
 		while IFS=$'\t' read -r name rest; do
 			# shellcheck disable=SC2086
 			rate[$name,$r]=$(redis_run_variant $rest)
